@@ -1,0 +1,415 @@
+//! Layered configuration: the embedded `config/default.toml` (every key, documented), then an
+//! optional file given with `--config`, then `CERTSENTINEL__SECTION__KEY` environment
+//! variables. This module owns loading, validation (unknown keys, wrong types, impossible
+//! values) and the redacted rendering that `check-config` prints. It knows nothing of AWS or
+//! of the engine beyond the policy's shape.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::policy::Policy;
+
+/// The embedded defaults; also the documentation of every key.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Prefix of environment overrides; sections and keys are separated by `__`.
+pub const ENV_PREFIX: &str = "CERTSENTINEL";
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["aws.regions", "ownership.owner_tag_keys"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(String),
+    #[error("configuration key `{key}` is invalid: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+/// A value that must never reach a log or an output: it prints as `[redacted]`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub aws: AwsSettings,
+    pub ownership: OwnershipSettings,
+    pub policy: Policy,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    pub regions: Vec<String>,
+    pub accounts: Vec<AccountSettings>,
+    pub role_session_name: String,
+    pub call_timeout_secs: u64,
+    pub parallel_targets: usize,
+    pub rate_limit: RateLimitSettings,
+    pub retry: RetrySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    /// The 12-digit account id.
+    pub id: String,
+    /// Role to assume in the account; absent means the ambient credentials reach it.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<Secret>,
+    /// A human label for output.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub requests_per_second: f64,
+    pub burst: u32,
+    pub max_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub throttle_patience_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipSettings {
+    pub owner_tag_keys: Vec<String>,
+    pub partner_tag_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Settings {
+    /// Loads defaults < `file` < environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        use config::{Config, Environment, File, FileFormat};
+
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!(
+                    "the file {} given with --config does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+        }
+        let ours: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        let mut environment = Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(ours));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        builder = builder.add_source(environment);
+
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let settings: Settings = raw.try_deserialize().map_err(explain_deserialize_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the values that types alone cannot: each error names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                reason,
+            })
+        };
+        if self.aws.regions.is_empty() {
+            return invalid(
+                "aws.regions",
+                "the list is empty; give at least one region, such as [\"us-east-1\"]".into(),
+            );
+        }
+        for (i, region) in self.aws.regions.iter().enumerate() {
+            let ok = !region.is_empty()
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                return invalid(
+                    &format!("aws.regions[{i}]"),
+                    format!("'{region}' is not a region name (expected e.g. us-east-1)"),
+                );
+            }
+        }
+        for (i, account) in self.aws.accounts.iter().enumerate() {
+            if account.id.len() != 12 || !account.id.chars().all(|c| c.is_ascii_digit()) {
+                return invalid(
+                    &format!("aws.accounts[{i}].id"),
+                    format!("'{}' is not a 12-digit AWS account id", account.id),
+                );
+            }
+            if let Some(arn) = &account.role_arn {
+                let expected = format!("arn:aws:iam::{}:role/", account.id);
+                let in_partition = arn.starts_with(&expected)
+                    || arn.starts_with(&expected.replace("arn:aws:", "arn:aws-us-gov:"))
+                    || arn.starts_with(&expected.replace("arn:aws:", "arn:aws-cn:"));
+                if !in_partition {
+                    return invalid(
+                        &format!("aws.accounts[{i}].role_arn"),
+                        format!("'{arn}' is not a role of account {} ({expected}NAME)", account.id),
+                    );
+                }
+            }
+        }
+        if self.aws.role_session_name.is_empty() || self.aws.role_session_name.len() > 64 {
+            return invalid(
+                "aws.role_session_name",
+                "must be 1 to 64 characters".into(),
+            );
+        }
+        if self.aws.parallel_targets == 0 {
+            return invalid("aws.parallel_targets", "must be at least 1".into());
+        }
+        if self.aws.call_timeout_secs == 0 {
+            return invalid("aws.call_timeout_secs", "must be at least 1 second".into());
+        }
+        let rl = &self.aws.rate_limit;
+        if !(rl.requests_per_second.is_finite() && rl.requests_per_second > 0.0) {
+            return invalid(
+                "aws.rate_limit.requests_per_second",
+                format!("{} is not a positive number of calls per second", rl.requests_per_second),
+            );
+        }
+        if rl.burst == 0 {
+            return invalid("aws.rate_limit.burst", "must be at least 1 call".into());
+        }
+        if rl.max_concurrency == 0 {
+            return invalid("aws.rate_limit.max_concurrency", "must be at least 1".into());
+        }
+        let retry = &self.aws.retry;
+        if retry.max_attempts == 0 {
+            return invalid("aws.retry.max_attempts", "must be at least 1 attempt".into());
+        }
+        if retry.initial_backoff_ms == 0 || retry.initial_backoff_ms > retry.max_backoff_ms {
+            return invalid(
+                "aws.retry.initial_backoff_ms",
+                format!(
+                    "must be between 1 and aws.retry.max_backoff_ms ({})",
+                    retry.max_backoff_ms
+                ),
+            );
+        }
+        if self.ownership.owner_tag_keys.is_empty()
+            || self.ownership.owner_tag_keys.iter().any(|k| k.is_empty())
+        {
+            return invalid(
+                "ownership.owner_tag_keys",
+                "give at least one non-empty tag key, such as [\"owner\"]".into(),
+            );
+        }
+        if self.ownership.partner_tag_key.is_empty() {
+            return invalid("ownership.partner_tag_key", "must not be empty".into());
+        }
+        if let Err(message) = self.policy.validate() {
+            let key = message
+                .split_whitespace()
+                .next()
+                .unwrap_or("policy")
+                .to_string();
+            return invalid(&key, message);
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.level).is_err() {
+            return invalid(
+                "telemetry.level",
+                format!(
+                    "'{}' is not a level (error, warn, info, debug, trace) or filter directive",
+                    self.telemetry.level
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not render: {e}\n"))
+    }
+}
+
+/// Makes serde's messages say which key is wrong and what it accepts, in the user's words.
+fn explain_deserialize_error(e: config::ConfigError) -> ConfigError {
+    let text = e.to_string();
+    // The config crate appends " for key `a.b`" or " in <file>" when it knows where the value
+    // came from; an unknown field is reported by serde with the list of accepted keys.
+    if let Some(rest) = text.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        let section = text
+            .find("for key `")
+            .map(|i| text[i + 9..].split('`').next().unwrap_or_default())
+            .filter(|s| !s.is_empty());
+        let key = match section {
+            Some(section) => format!("{section}.{field}"),
+            None => field.to_string(),
+        };
+        let accepted = text
+            .find("expected ")
+            .map(|i| text[i..].split(" for key").next().unwrap_or_default())
+            .unwrap_or("see config/default.toml");
+        return ConfigError::Invalid {
+            key,
+            reason: format!("no such key; {accepted} (config/default.toml lists every key)"),
+        };
+    }
+    if let Some(idx) = text.find("for key `") {
+        let key = text[idx + 9..].split('`').next().unwrap_or_default();
+        return ConfigError::Invalid {
+            key: key.to_string(),
+            reason: text.clone(),
+        };
+    }
+    ConfigError::Load(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.policy, Policy::default());
+        assert_eq!(s.aws.regions, vec!["us-east-1".to_string()]);
+        assert_eq!(s.ownership.owner_tag_keys, vec!["owner", "team"]);
+    }
+
+    #[test]
+    fn environment_overrides_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[policy]\nwindow_days = 45\ncritical_days = 10\n").unwrap();
+        let s = Settings::load_with_env(
+            Some(&file),
+            env(&[
+                ("CERTSENTINEL__POLICY__WINDOW_DAYS", "50"),
+                ("CERTSENTINEL__AWS__REGIONS", "us-east-1,eu-west-1"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.policy.window_days, 50);
+        assert_eq!(s.policy.critical_days, 10);
+        assert_eq!(s.aws.regions, vec!["us-east-1", "eu-west-1"]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Settings::load_with_env(None, env(&[("CERTSENTINEL__POLICY__WINDOW", "3")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("`policy.window`"), "{err}");
+    }
+
+    #[test]
+    fn negative_window_is_rejected_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[policy]\nwindow_days = -3\n").unwrap();
+        let err = Settings::load_with_env(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("policy.window_days"), "{err}");
+    }
+
+    #[test]
+    fn empty_region_list_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[aws]\nregions = []\n").unwrap();
+        let err = Settings::load_with_env(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("aws.regions"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[aws]\naccounts = [{ id = \"111122223333\", role_arn = \"arn:aws:iam::111122223333:role/r\", external_id = \"hunter2\" }]\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&file), env(&[])).unwrap();
+        let shown = s.to_redacted_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("[redacted]"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(
+            s.aws.accounts[0].external_id.as_ref().unwrap().expose(),
+            "hunter2"
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! Reaching AWS the AWS way: the SDK's default credential chain and region handling, a role
+//! assumed per account through STS, and endpoint overrides through the SDK's standard
+//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables (how tests and the sandbox point
+//! it at localhost). SDK retries are off: `call` retries with knowledge of throttling.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+
+use crate::config::{AccountSettings, AwsSettings};
+
+/// An account to scan, with the SDK configuration that reaches it (credentials resolved).
+#[derive(Clone, Debug)]
+pub struct AccountSession {
+    pub id: String,
+    pub name: Option<String>,
+    pub sdk: SdkConfig,
+}
+
+/// An account that could not be reached, and why; reported, never fatal to the others.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AccountFailure {
+    pub id: String,
+    pub name: Option<String>,
+    pub reason: String,
+}
+
+/// The ambient SDK configuration: default chain, retries off, per-attempt timeout.
+pub async fn base_config(settings: &AwsSettings) -> SdkConfig {
+    let timeout = Duration::from_secs(settings.call_timeout_secs);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(timeout)
+                .connect_timeout(Duration::from_secs(5).min(timeout))
+                .build(),
+        );
+    // The home region only matters for STS calls; scans name their regions explicitly.
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
+        loader = loader.region(Region::new(settings.regions[0].clone()));
+    }
+    loader.load().await
+}
+
+/// The same configuration aimed at another region.
+pub fn in_region(sdk: &SdkConfig, region: &str) -> SdkConfig {
+    sdk.to_builder().region(Region::new(region.to_string())).build()
+}
+
+/// Opens a session for one configured account: assumes its role if it has one, and proves the
+/// credentials work before any scan relies on them.
+pub async fn open_account(
+    base: &SdkConfig,
+    account: &AccountSettings,
+    session_name: &str,
+) -> Result<AccountSession, AccountFailure> {
+    let fail = |reason: String| AccountFailure {
+        id: account.id.clone(),
+        name: account.name.clone(),
+        reason,
+    };
+    let sdk = match &account.role_arn {
+        None => base.clone(),
+        Some(role_arn) => {
+            let mut builder = aws_config::sts::AssumeRoleProvider::builder(role_arn.clone())
+                .session_name(session_name)
+                .configure(base);
+            if let Some(external_id) = &account.external_id {
+                builder = builder.external_id(external_id.expose());
+            }
+            let provider = builder.build().await;
+            provider
+                .provide_credentials()
+                .await
+                .map_err(|e| fail(format!("could not assume role {role_arn}: {}", error_chain(&e))))?;
+            base.to_builder()
+                .credentials_provider(SharedCredentialsProvider::new(provider))
+                .build()
+        }
+    };
+    Ok(AccountSession {
+        id: account.id.clone(),
+        name: account.name.clone(),
+        sdk,
+    })
+}
+
+/// Opens the account of the ambient credentials, named by sts:GetCallerIdentity.
+pub async fn open_ambient(base: &SdkConfig) -> Result<AccountSession, AccountFailure> {
+    let sts = aws_sdk_sts::Client::new(base);
+    match sts.get_caller_identity().send().await {
+        Ok(identity) => Ok(AccountSession {
+            id: identity.account().unwrap_or("unknown").to_string(),
+            name: None,
+            sdk: base.clone(),
+        }),
+        Err(e) => Err(AccountFailure {
+            id: "ambient".into(),
+            name: None,
+            reason: format!(
+                "could not identify the ambient credentials' account (sts:GetCallerIdentity): {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            ),
+        }),
+    }
+}
+
+/// An error and its causes on one line: SDK errors hide the useful part in `source()`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}

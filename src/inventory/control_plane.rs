@@ -1,0 +1,352 @@
+//! Reads of one account and region's API Gateway control plane (v1 and v2) and of ACM, each
+//! through the region's `CallGate`. Every read says one of three things: here it is, it is
+//! gone (the service answered NotFound), or the read failed (`CallError::Failed`), which is
+//! never taken for "gone".
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_config::SdkConfig;
+use chrono::{DateTime, Utc};
+
+use super::call::{CallError, CallGate};
+use super::model::{Api, RawCertificate, Stage, StageKey, StageKind, Tags};
+
+/// The largest page GetClientCertificates and GetRestApis accept.
+pub const V1_PAGE_LIMIT: i32 = 500;
+/// The largest page v2 GetApis and GetStages accept (`maxResults` is a string there).
+pub const V2_PAGE_LIMIT: &str = "500";
+
+/// Facts ACM gives about a certificate presented by a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmFacts {
+    pub arn: String,
+    pub not_after: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub acm_type: String,
+    pub status: Option<String>,
+    pub renewal_eligible: bool,
+    pub renewal_status: Option<String>,
+    pub domain_name: Option<String>,
+}
+
+/// What listing v2 APIs found: the WebSocket ones (which can present certificates) and how
+/// many HTTP APIs were skipped at no further cost.
+#[derive(Debug, Clone, Default)]
+pub struct V2Listing {
+    pub websocket: Vec<Api>,
+    pub http_skipped: usize,
+}
+
+/// One account and region's reads.
+pub struct ControlPlane {
+    pub account: String,
+    pub region: String,
+    v1: aws_sdk_apigateway::Client,
+    v2: aws_sdk_apigatewayv2::Client,
+    acm: aws_sdk_acm::Client,
+    gate: CallGate,
+}
+
+fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+fn to_tags(tags: Option<&HashMap<String, String>>) -> Tags {
+    tags.map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// Turns "the service says it does not exist" into `Ok(None)`.
+fn absent_is_none<T>(result: Result<T, CallError>) -> Result<Option<T>, CallError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(CallError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl ControlPlane {
+    /// `sdk` must already be aimed at `region`.
+    pub fn new(account: &str, region: &str, sdk: &SdkConfig, gate: CallGate) -> Self {
+        ControlPlane {
+            account: account.to_string(),
+            region: region.to_string(),
+            v1: aws_sdk_apigateway::Client::new(sdk),
+            v2: aws_sdk_apigatewayv2::Client::new(sdk),
+            acm: aws_sdk_acm::Client::new(sdk),
+            gate,
+        }
+    }
+
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.gate.counter().snapshot()
+    }
+
+    fn raw_certificate(c: &aws_sdk_apigateway::types::ClientCertificate) -> Option<RawCertificate> {
+        Some(RawCertificate {
+            id: c.client_certificate_id()?.to_string(),
+            description: c.description().map(str::to_string),
+            pem: c.pem_encoded_certificate().map(str::to_string),
+            created_at: to_chrono(c.created_date()),
+            expiration_date: to_chrono(c.expiration_date()),
+            tags: to_tags(c.tags()),
+        })
+    }
+
+    /// Every client certificate, in pages of 500.
+    pub async fn list_certificates(&self) -> Result<Vec<RawCertificate>, CallError> {
+        let mut all = Vec::new();
+        let mut position: Option<String> = None;
+        loop {
+            let page = self
+                .gate
+                .call("GetClientCertificates", || {
+                    self.v1
+                        .get_client_certificates()
+                        .limit(V1_PAGE_LIMIT)
+                        .set_position(position.clone())
+                        .send()
+                })
+                .await?;
+            all.extend(page.items().iter().filter_map(Self::raw_certificate));
+            match page.position() {
+                Some(p) if !p.is_empty() => position = Some(p.to_string()),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// One client certificate; `None` when the service says it does not exist.
+    pub async fn certificate(&self, id: &str) -> Result<Option<RawCertificate>, CallError> {
+        let out = absent_is_none(
+            self.gate
+                .call("GetClientCertificate", || {
+                    self.v1.get_client_certificate().client_certificate_id(id).send()
+                })
+                .await,
+        )?;
+        Ok(out.and_then(|c| {
+            Some(RawCertificate {
+                id: c.client_certificate_id()?.to_string(),
+                description: c.description().map(str::to_string),
+                pem: c.pem_encoded_certificate().map(str::to_string),
+                created_at: to_chrono(c.created_date()),
+                expiration_date: to_chrono(c.expiration_date()),
+                tags: to_tags(c.tags()),
+            })
+        }))
+    }
+
+    fn rest_api(api: &aws_sdk_apigateway::types::RestApi) -> Option<Api> {
+        Some(Api {
+            kind: StageKind::Rest,
+            id: api.id()?.to_string(),
+            name: api.name().unwrap_or_default().to_string(),
+            tags: to_tags(api.tags()),
+        })
+    }
+
+    /// Every REST API, in pages of 500, tags inline.
+    pub async fn list_rest_apis(&self) -> Result<Vec<Api>, CallError> {
+        let mut all = Vec::new();
+        let mut position: Option<String> = None;
+        loop {
+            let page = self
+                .gate
+                .call("GetRestApis", || {
+                    self.v1
+                        .get_rest_apis()
+                        .limit(V1_PAGE_LIMIT)
+                        .set_position(position.clone())
+                        .send()
+                })
+                .await?;
+            all.extend(page.items().iter().filter_map(Self::rest_api));
+            match page.position() {
+                Some(p) if !p.is_empty() => position = Some(p.to_string()),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// One REST API; `None` when it no longer exists.
+    pub async fn get_rest_api(&self, api_id: &str) -> Result<Option<Api>, CallError> {
+        let out = absent_is_none(
+            self.gate
+                .call("GetRestApi", || self.v1.get_rest_api().rest_api_id(api_id).send())
+                .await,
+        )?;
+        Ok(out.map(|a| Api {
+            kind: StageKind::Rest,
+            id: a.id().unwrap_or(api_id).to_string(),
+            name: a.name().unwrap_or_default().to_string(),
+            tags: to_tags(a.tags()),
+        }))
+    }
+
+    fn rest_stage(&self, api: &Api, s: &aws_sdk_apigateway::types::Stage) -> Option<Stage> {
+        Some(Stage {
+            key: StageKey {
+                account: self.account.clone(),
+                region: self.region.clone(),
+                kind: StageKind::Rest,
+                api_id: api.id.clone(),
+                stage_name: s.stage_name()?.to_string(),
+            },
+            api_name: api.name.clone(),
+            certificate_ref: s
+                .client_certificate_id()
+                .filter(|c| !c.is_empty())
+                .map(str::to_string),
+            tags: to_tags(s.tags()),
+        })
+    }
+
+    /// Every stage of a REST API in one call; `None` when the API no longer exists.
+    pub async fn rest_stages(&self, api: &Api) -> Result<Option<Vec<Stage>>, CallError> {
+        let out = absent_is_none(
+            self.gate
+                .call("GetStages", || self.v1.get_stages().rest_api_id(&api.id).send())
+                .await,
+        )?;
+        Ok(out.map(|o| o.item().iter().filter_map(|s| self.rest_stage(api, s)).collect()))
+    }
+
+    /// One REST stage; `None` when it (or its API) no longer exists.
+    pub async fn get_rest_stage(&self, api: &Api, stage: &str) -> Result<Option<Stage>, CallError> {
+        let out = absent_is_none(
+            self.gate
+                .call("GetStage", || {
+                    self.v1.get_stage().rest_api_id(&api.id).stage_name(stage).send()
+                })
+                .await,
+        )?;
+        Ok(out.and_then(|s| {
+            Some(Stage {
+                key: StageKey {
+                    account: self.account.clone(),
+                    region: self.region.clone(),
+                    kind: StageKind::Rest,
+                    api_id: api.id.clone(),
+                    stage_name: s.stage_name()?.to_string(),
+                },
+                api_name: api.name.clone(),
+                certificate_ref: s
+                    .client_certificate_id()
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string),
+                tags: to_tags(s.tags()),
+            })
+        }))
+    }
+
+    /// Every v2 API, in the largest pages the service accepts; keeps the WebSocket ones.
+    pub async fn list_v2_apis(&self) -> Result<V2Listing, CallError> {
+        use aws_sdk_apigatewayv2::types::ProtocolType;
+        let mut listing = V2Listing::default();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .gate
+                .call("GetApis", || {
+                    self.v2
+                        .get_apis()
+                        .max_results(V2_PAGE_LIMIT)
+                        .set_next_token(next.clone())
+                        .send()
+                })
+                .await?;
+            for api in page.items() {
+                match api.protocol_type() {
+                    Some(ProtocolType::Websocket) => {
+                        if let Some(id) = api.api_id() {
+                            listing.websocket.push(Api {
+                                kind: StageKind::WebSocket,
+                                id: id.to_string(),
+                                name: api.name().unwrap_or_default().to_string(),
+                                tags: to_tags(api.tags()),
+                            });
+                        }
+                    }
+                    _ => listing.http_skipped += 1,
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return Ok(listing),
+            }
+        }
+    }
+
+    /// Every stage of a WebSocket API (one call unless it has more than 500 stages); `None`
+    /// when the API no longer exists.
+    pub async fn websocket_stages(&self, api: &Api) -> Result<Option<Vec<Stage>>, CallError> {
+        let mut stages = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = absent_is_none(
+                self.gate
+                    .call("GetStagesV2", || {
+                        self.v2
+                            .get_stages()
+                            .api_id(&api.id)
+                            .max_results(V2_PAGE_LIMIT)
+                            .set_next_token(next.clone())
+                            .send()
+                    })
+                    .await,
+            )?;
+            let Some(page) = page else { return Ok(None) };
+            stages.extend(page.items().iter().filter_map(|s| {
+                Some(Stage {
+                    key: StageKey {
+                        account: self.account.clone(),
+                        region: self.region.clone(),
+                        kind: StageKind::WebSocket,
+                        api_id: api.id.clone(),
+                        stage_name: s.stage_name()?.to_string(),
+                    },
+                    api_name: api.name.clone(),
+                    certificate_ref: s
+                        .client_certificate_id()
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_string),
+                    tags: to_tags(s.tags()),
+                })
+            }));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return Ok(Some(stages)),
+            }
+        }
+    }
+
+    /// An ACM certificate; `None` when ACM says it does not exist.
+    pub async fn acm_certificate(&self, arn: &str) -> Result<Option<AcmFacts>, CallError> {
+        let out = absent_is_none(
+            self.gate
+                .call("DescribeCertificate", || {
+                    self.acm.describe_certificate().certificate_arn(arn).send()
+                })
+                .await,
+        )?;
+        Ok(out.and_then(|o| {
+            let c = o.certificate()?;
+            Some(AcmFacts {
+                arn: c.certificate_arn().unwrap_or(arn).to_string(),
+                not_after: to_chrono(c.not_after()),
+                created_at: to_chrono(c.created_at().or(c.imported_at())),
+                acm_type: c
+                    .r#type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_else(|| "UNKNOWN".into()),
+                status: c.status().map(|s| s.as_str().to_string()),
+                renewal_eligible: c.renewal_eligibility().map(|r| r.as_str()) == Some("ELIGIBLE"),
+                renewal_status: c
+                    .renewal_summary()
+                    .map(|r| r.renewal_status().as_str().to_string()),
+                domain_name: c.domain_name().map(str::to_string),
+            })
+        }))
+    }
+}

@@ -1,0 +1,454 @@
+//! The full scan: for each account and region, list every client certificate, every REST API
+//! and its stages, every WebSocket API and its stages, read each ACM certificate a stage names,
+//! and join stages to certificates. The number of control-plane calls is the floor:
+//! ceil(C/500) + ceil(A/500) + A + (v2 API pages) + W, plus one DescribeCertificate per
+//! distinct ACM certificate.
+//!
+//! Isolation: each account and region is scanned on its own; one that fails is reported as
+//! incomplete with its reason and yields no inventory, so nothing downstream can mistake what
+//! it failed to read for something that is gone.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use super::aws::{self, AccountFailure, AccountSession};
+use super::call::{CallError, CallGate, FailureKind};
+use super::control_plane::{AcmFacts, ControlPlane};
+use super::model::{
+    Api, Certificate, CertificateKey, CertificateKind, DanglingReference, ExpirySource,
+    RawCertificate, Stage, StageKind, StageUse,
+};
+use super::owner::OwnershipRules;
+use super::pem::effective_expiry;
+use crate::config::Settings;
+
+/// Receives progress of a long scan (the CLI draws a bar on a terminal).
+pub trait Progress: Send + Sync {
+    /// More reads became known (APIs whose stages must be read).
+    fn add_work(&self, n: u64);
+    /// Reads finished.
+    fn work_done(&self, n: u64);
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn add_work(&self, _: u64) {}
+    fn work_done(&self, _: u64) {}
+}
+
+/// Whether one account and region was read in full.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TargetStatus {
+    Complete,
+    Failed {
+        /// denied, throttled, unavailable, rejected, or unreachable (the account).
+        reason_kind: String,
+        error: String,
+    },
+}
+
+/// One account and region's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    pub account: String,
+    pub account_name: Option<String>,
+    pub region: String,
+    #[serde(flatten)]
+    pub status: TargetStatus,
+    /// Requests sent per operation, retries included.
+    pub calls: BTreeMap<String, u64>,
+    pub counts: TargetCounts,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TargetCounts {
+    pub certificates: usize,
+    pub rest_apis: usize,
+    pub websocket_apis: usize,
+    pub http_apis: usize,
+    pub stages: usize,
+    pub acm_certificates: usize,
+}
+
+/// What a complete account and region holds.
+#[derive(Debug, Clone, Default)]
+pub struct RegionInventory {
+    pub certificates: Vec<Certificate>,
+    /// Every stage read, with or without a certificate (the engine needs to know where a stage
+    /// went when it stops presenting one).
+    pub stages: Vec<Stage>,
+    pub dangling: Vec<DanglingReference>,
+}
+
+/// A whole scan.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub targets: Vec<TargetReport>,
+    /// Inventories of the complete targets only, in target order.
+    pub inventories: Vec<RegionInventory>,
+}
+
+impl Scan {
+    pub fn complete(&self) -> bool {
+        self.targets
+            .iter()
+            .all(|t| matches!(t.status, TargetStatus::Complete))
+    }
+
+    pub fn certificates(&self) -> impl Iterator<Item = &Certificate> {
+        self.inventories.iter().flat_map(|i| i.certificates.iter())
+    }
+
+    pub fn dangling(&self) -> impl Iterator<Item = &DanglingReference> {
+        self.inventories.iter().flat_map(|i| i.dangling.iter())
+    }
+}
+
+fn failure_kind_name(kind: Option<FailureKind>) -> &'static str {
+    match kind {
+        Some(FailureKind::Denied) => "denied",
+        Some(FailureKind::Throttled) => "throttled",
+        Some(FailureKind::Unavailable) => "unavailable",
+        Some(FailureKind::Rejected) | None => "rejected",
+    }
+}
+
+/// Scans every configured account and region. Accounts that cannot be opened and regions that
+/// fail are reported in `targets`; the rest are scanned regardless.
+pub async fn scan_all(settings: &Settings, progress: Arc<dyn Progress>) -> Scan {
+    let started_at = Utc::now();
+    let base = aws::base_config(&settings.aws).await;
+    let opened: Vec<Result<AccountSession, AccountFailure>> = if settings.aws.accounts.is_empty()
+    {
+        vec![aws::open_ambient(&base).await]
+    } else {
+        stream::iter(settings.aws.accounts.iter())
+            .map(|a| aws::open_account(&base, a, &settings.aws.role_session_name))
+            .buffered(settings.aws.parallel_targets)
+            .collect()
+            .await
+    };
+
+    let mut targets = Vec::new();
+    let mut sessions = Vec::new();
+    for account in opened {
+        match account {
+            Ok(session) => sessions.push(session),
+            Err(failure) => {
+                tracing::warn!(account = %failure.id, reason = %failure.reason, "account skipped");
+                for region in &settings.aws.regions {
+                    targets.push(TargetReport {
+                        account: failure.id.clone(),
+                        account_name: failure.name.clone(),
+                        region: region.clone(),
+                        status: TargetStatus::Failed {
+                            reason_kind: "unreachable".into(),
+                            error: failure.reason.clone(),
+                        },
+                        calls: BTreeMap::new(),
+                        counts: TargetCounts::default(),
+                    });
+                }
+            }
+        }
+    }
+
+    let work: Vec<(AccountSession, String)> = sessions
+        .iter()
+        .flat_map(|s| settings.aws.regions.iter().map(move |r| (s.clone(), r.clone())))
+        .collect();
+    let results: Vec<(TargetReport, Option<RegionInventory>)> = stream::iter(work)
+        .map(|(session, region)| {
+            let progress = progress.clone();
+            async move {
+                let sdk = aws::in_region(&session.sdk, &region);
+                let gate = CallGate::new(&settings.aws.rate_limit, &settings.aws.retry);
+                let plane = ControlPlane::new(&session.id, &region, &sdk, gate);
+                let rules = OwnershipRules::new(&settings.ownership);
+                let outcome = scan_region(&plane, &rules, progress.as_ref()).await;
+                let calls = plane.calls();
+                match outcome {
+                    Ok((inventory, counts)) => (
+                        TargetReport {
+                            account: session.id.clone(),
+                            account_name: session.name.clone(),
+                            region,
+                            status: TargetStatus::Complete,
+                            calls,
+                            counts,
+                        },
+                        Some(inventory),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(account = %session.id, %region, error = %e, "region scan incomplete");
+                        (
+                            TargetReport {
+                                account: session.id.clone(),
+                                account_name: session.name.clone(),
+                                region,
+                                status: TargetStatus::Failed {
+                                    reason_kind: failure_kind_name(e.kind()).into(),
+                                    error: e.to_string(),
+                                },
+                                calls,
+                                counts: TargetCounts::default(),
+                            },
+                            None,
+                        )
+                    }
+                }
+            }
+        })
+        .buffered(settings.aws.parallel_targets)
+        .collect()
+        .await;
+
+    let mut inventories = Vec::new();
+    for (report, inventory) in results {
+        targets.push(report);
+        inventories.extend(inventory);
+    }
+    Scan {
+        started_at,
+        finished_at: Utc::now(),
+        targets,
+        inventories,
+    }
+}
+
+/// Reads one account and region completely, or fails.
+pub async fn scan_region(
+    plane: &ControlPlane,
+    rules: &OwnershipRules,
+    progress: &dyn Progress,
+) -> Result<(RegionInventory, TargetCounts), CallError> {
+    // The three listings are independent; stage reads fan out as soon as their listing is in.
+    let rest = async {
+        let apis = plane.list_rest_apis().await?;
+        progress.add_work(apis.len() as u64);
+        let stages = read_stages(&apis, |api| plane.rest_stages(api), progress).await?;
+        Ok::<_, CallError>((apis, stages))
+    };
+    let websocket = async {
+        let listing = plane.list_v2_apis().await?;
+        progress.add_work(listing.websocket.len() as u64);
+        let stages =
+            read_stages(&listing.websocket, |api| plane.websocket_stages(api), progress).await?;
+        Ok::<_, CallError>((listing, stages))
+    };
+    let (certificates, (rest_apis, rest_stages), (v2, ws_stages)) =
+        tokio::try_join!(plane.list_certificates(), rest, websocket)?;
+
+    let mut counts = TargetCounts {
+        certificates: certificates.len(),
+        rest_apis: rest_apis.len(),
+        websocket_apis: v2.websocket.len(),
+        http_apis: v2.http_skipped,
+        ..TargetCounts::default()
+    };
+    let apis: HashMap<(StageKind, &str), &Api> = rest_apis
+        .iter()
+        .chain(v2.websocket.iter())
+        .map(|a| ((a.kind, a.id.as_str()), a))
+        .collect();
+    let stages: Vec<Stage> = rest_stages.into_iter().chain(ws_stages).collect();
+    counts.stages = stages.len();
+
+    let mut inventory = join(plane, rules, certificates, &apis, stages).await?;
+    counts.acm_certificates = inventory
+        .certificates
+        .iter()
+        .filter(|c| matches!(c.kind, CertificateKind::Acm { .. }))
+        .count();
+    inventory.certificates.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok((inventory, counts))
+}
+
+/// Reads the stages of each API with the gate's concurrency; an API deleted since it was
+/// listed has no stages.
+async fn read_stages<'a, F, Fut>(
+    apis: &'a [Api],
+    read: F,
+    progress: &dyn Progress,
+) -> Result<Vec<Stage>, CallError>
+where
+    F: Fn(&'a Api) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Vec<Stage>>, CallError>>,
+{
+    // The gate bounds what is really in flight; this only bounds futures held in memory.
+    let per_api: Vec<Option<Vec<Stage>>> = stream::iter(apis.iter())
+        .map(|api| {
+            let fut = read(api);
+            async move {
+                let r = fut.await;
+                progress.work_done(1);
+                r
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await?;
+    Ok(per_api.into_iter().flatten().flatten().collect())
+}
+
+/// Joins stages to certificates, reading what the listings could not have known: certificates
+/// created after the listing, and ACM certificates.
+async fn join(
+    plane: &ControlPlane,
+    rules: &OwnershipRules,
+    listed: Vec<RawCertificate>,
+    apis: &HashMap<(StageKind, &str), &Api>,
+    stages: Vec<Stage>,
+) -> Result<RegionInventory, CallError> {
+    let mut raw: BTreeMap<String, RawCertificate> =
+        listed.into_iter().map(|c| (c.id.clone(), c)).collect();
+
+    // A stage may name a certificate generated after the certificate listing: read it once
+    // rather than call it dangling.
+    let referenced: BTreeSet<&str> = stages
+        .iter()
+        .filter_map(|s| s.certificate_ref.as_deref())
+        .collect();
+    let missing: Vec<&str> = referenced
+        .iter()
+        .copied()
+        .filter(|r| !is_acm_arn(r) && !raw.contains_key(*r))
+        .collect();
+    for id in missing {
+        if let Some(c) = plane.certificate(id).await? {
+            raw.insert(c.id.clone(), c);
+        }
+    }
+    let acm_arns: Vec<&str> = referenced
+        .iter()
+        .copied()
+        .filter(|r| is_acm_arn(r) && arn_region(r) == Some(plane.region.as_str()))
+        .collect();
+    let acm: HashMap<String, Option<AcmFacts>> = stream::iter(acm_arns)
+        .map(|arn| async move { plane.acm_certificate(arn).await.map(|f| (arn.to_string(), f)) })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+
+    let empty = BTreeMap::new();
+    let mut uses: BTreeMap<String, Vec<StageUse>> = BTreeMap::new();
+    let mut dangling = Vec::new();
+    for stage in &stages {
+        let Some(reference) = stage.certificate_ref.as_deref() else {
+            continue;
+        };
+        let api_tags = apis
+            .get(&(stage.key.kind, stage.key.api_id.as_str()))
+            .map(|a| &a.tags)
+            .unwrap_or(&empty);
+        let cert_tags = raw.get(reference).map(|c| &c.tags).unwrap_or(&empty);
+        let stage_use = StageUse {
+            stage: stage.key.clone(),
+            api_name: stage.api_name.clone(),
+            owner: rules.owner(&stage.tags, api_tags, cert_tags),
+            partner: rules.partner(&stage.tags, api_tags),
+        };
+        let known = if is_acm_arn(reference) {
+            match arn_region(reference) {
+                Some(r) if r != plane.region => Err(format!(
+                    "the ACM certificate is in region {r}, but the stage is in {}: API Gateway cannot present it",
+                    plane.region
+                )),
+                None => Err("the ACM ARN is malformed".to_string()),
+                Some(_) => match acm.get(reference) {
+                    Some(Some(_)) => Ok(()),
+                    _ => Err("ACM has no such certificate (deleted?)".to_string()),
+                },
+            }
+        } else if raw.contains_key(reference) {
+            Ok(())
+        } else {
+            Err("API Gateway has no client certificate with this id (deleted?)".to_string())
+        };
+        match known {
+            Ok(()) => uses.entry(reference.to_string()).or_default().push(stage_use),
+            Err(reason) => dangling.push(DanglingReference {
+                stage: stage_use,
+                certificate_ref: reference.to_string(),
+                reason,
+            }),
+        }
+    }
+
+    let key = |id: &str| CertificateKey {
+        account: plane.account.clone(),
+        region: plane.region.clone(),
+        id: id.to_string(),
+    };
+    let mut certificates: Vec<Certificate> = raw
+        .into_values()
+        .map(|c| {
+            let expiry = effective_expiry(c.expiration_date, c.pem.as_deref());
+            let used_by = uses.remove(&c.id).unwrap_or_default();
+            Certificate {
+                key: key(&c.id),
+                kind: CertificateKind::Generated,
+                description: c.description,
+                created_at: c.created_at,
+                not_after: expiry.not_after,
+                not_after_source: expiry.source,
+                fingerprint_sha256: expiry.fingerprint_sha256,
+                warnings: expiry.warnings,
+                certificate_owner: rules.owner_at(super::model::TagLevel::Certificate, &c.tags),
+                tags: c.tags,
+                used_by,
+            }
+        })
+        .collect();
+    for (arn, facts) in acm {
+        let Some(facts) = facts else { continue };
+        let used_by = uses.remove(&arn).unwrap_or_default();
+        let mut warnings = Vec::new();
+        if facts.not_after.is_none() {
+            warnings.push("ACM returned no NotAfter: the expiry is unknown".to_string());
+        }
+        certificates.push(Certificate {
+            key: key(&arn),
+            kind: CertificateKind::Acm {
+                acm_type: facts.acm_type,
+                status: facts.status,
+                renewal_eligible: facts.renewal_eligible,
+                renewal_status: facts.renewal_status,
+            },
+            description: facts.domain_name,
+            created_at: facts.created_at,
+            not_after: facts.not_after,
+            not_after_source: facts.not_after.map(|_| ExpirySource::ExpirationDate),
+            fingerprint_sha256: None,
+            warnings,
+            tags: Default::default(),
+            certificate_owner: None,
+            used_by,
+        });
+    }
+    Ok(RegionInventory {
+        certificates,
+        stages,
+        dangling,
+    })
+}
+
+pub fn is_acm_arn(reference: &str) -> bool {
+    reference.starts_with("arn:aws:acm:")
+        || reference.starts_with("arn:aws-us-gov:acm:")
+        || reference.starts_with("arn:aws-cn:acm:")
+}
+
+/// The region field of an ARN (`arn:partition:service:region:account:resource`).
+pub fn arn_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
+}

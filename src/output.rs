@@ -1,0 +1,337 @@
+//! Rendering a scan for people (a table) and for programs (JSON). The JSON shape is a contract:
+//! it is documented in README.md ("Scan output") and changes only with `schema_version`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::inventory::model::{Certificate, CertificateKind, Owner, StageKind, StageUse};
+use crate::inventory::scan::{Scan, TargetReport, TargetStatus};
+use crate::lifecycle::policy::{Band, Policy, days_left};
+
+/// Version of the JSON document below; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize)]
+pub struct ScanDocument<'a> {
+    pub schema_version: u32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// True when every account and region was read in full.
+    pub complete: bool,
+    pub policy: PolicySummary,
+    pub targets: &'a [TargetReport],
+    pub certificates: Vec<CertificateView<'a>>,
+    pub dangling: Vec<DanglingView<'a>>,
+    pub summary: Summary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PolicySummary {
+    pub window_days: u32,
+    pub critical_days: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub certificates: usize,
+    pub by_band: BTreeMap<&'static str, usize>,
+    pub dangling_references: usize,
+    pub incomplete_targets: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CertificateView<'a> {
+    pub account: &'a str,
+    pub region: &'a str,
+    pub id: &'a str,
+    #[serde(flatten)]
+    pub kind: &'a CertificateKind,
+    pub description: Option<&'a str>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub not_after: Option<DateTime<Utc>>,
+    pub not_after_source: Option<crate::inventory::model::ExpirySource>,
+    pub days_left: Option<i64>,
+    /// healthy, expiring, critical, expired, unused; "unknown" when no expiry could be read.
+    pub band: &'static str,
+    /// For a managed ACM certificate in the window: whether people must act.
+    pub at_risk_reason: Option<String>,
+    pub fingerprint_sha256: Option<&'a str>,
+    pub warnings: &'a [String],
+    pub owners: Vec<Owner>,
+    pub partners: Vec<String>,
+    pub stages: Vec<StageView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StageView<'a> {
+    pub kind: StageKind,
+    pub api_id: &'a str,
+    pub api_name: &'a str,
+    pub stage_name: &'a str,
+    pub owner: Option<&'a Owner>,
+    pub partner: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DanglingView<'a> {
+    pub account: &'a str,
+    pub region: &'a str,
+    pub certificate_ref: &'a str,
+    pub reason: &'a str,
+    pub stage: StageView<'a>,
+}
+
+fn stage_view(u: &StageUse) -> StageView<'_> {
+    StageView {
+        kind: u.stage.kind,
+        api_id: &u.stage.api_id,
+        api_name: &u.api_name,
+        stage_name: &u.stage.stage_name,
+        owner: u.owner.as_ref(),
+        partner: u.partner.as_deref(),
+    }
+}
+
+/// The band shown for a certificate, or "unknown" when its expiry could not be read.
+pub fn band_of(c: &Certificate, policy: &Policy, now: DateTime<Utc>) -> Option<Band> {
+    c.not_after.map(|na| policy.band(na, c.in_use(), now))
+}
+
+/// Why a managed ACM certificate needs people, if it does; `None` for all others.
+fn acm_reason(c: &Certificate, policy: &Policy, now: DateTime<Utc>) -> Option<String> {
+    let CertificateKind::Acm {
+        acm_type,
+        renewal_eligible,
+        renewal_status,
+        ..
+    } = &c.kind
+    else {
+        return None;
+    };
+    let not_after = c.not_after?;
+    if acm_type == "IMPORTED" {
+        return Some("imported: people must re-import a renewed certificate".into());
+    }
+    if !renewal_eligible {
+        return Some("not eligible for managed renewal: people must replace it".into());
+    }
+    match renewal_status.as_deref() {
+        Some("FAILED") => Some("managed renewal failed".into()),
+        Some("PENDING_AUTO_RENEWAL") | Some("PENDING_VALIDATION") => {
+            Some("managed renewal in progress".into())
+        }
+        _ if policy.in_window(not_after, now) => {
+            Some("inside the window with no renewal in progress".into())
+        }
+        _ => None,
+    }
+}
+
+pub fn document<'a>(scan: &'a Scan, policy: &Policy, now: DateTime<Utc>) -> ScanDocument<'a> {
+    let mut by_band: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let certificates: Vec<CertificateView<'a>> = scan
+        .certificates()
+        .map(|c| {
+            let band = band_of(c, policy, now).map_or("unknown", Band::as_str);
+            *by_band.entry(band).or_insert(0) += 1;
+            CertificateView {
+                account: &c.key.account,
+                region: &c.key.region,
+                id: &c.key.id,
+                kind: &c.kind,
+                description: c.description.as_deref(),
+                created_at: c.created_at,
+                not_after: c.not_after,
+                not_after_source: c.not_after_source,
+                days_left: c.not_after.map(|na| days_left(na, now)),
+                band,
+                at_risk_reason: acm_reason(c, policy, now),
+                fingerprint_sha256: c.fingerprint_sha256.as_deref(),
+                warnings: &c.warnings,
+                owners: c.owners(),
+                partners: c.partners(),
+                stages: c.used_by.iter().map(stage_view).collect(),
+            }
+        })
+        .collect();
+    let dangling: Vec<DanglingView<'a>> = scan
+        .dangling()
+        .map(|d| DanglingView {
+            account: &d.stage.stage.account,
+            region: &d.stage.stage.region,
+            certificate_ref: &d.certificate_ref,
+            reason: &d.reason,
+            stage: stage_view(&d.stage),
+        })
+        .collect();
+    ScanDocument {
+        schema_version: SCHEMA_VERSION,
+        started_at: scan.started_at,
+        finished_at: scan.finished_at,
+        complete: scan.complete(),
+        policy: PolicySummary {
+            window_days: policy.window_days,
+            critical_days: policy.critical_days,
+        },
+        targets: &scan.targets,
+        summary: Summary {
+            certificates: certificates.len(),
+            by_band,
+            dangling_references: dangling.len(),
+            incomplete_targets: scan
+                .targets
+                .iter()
+                .filter(|t| !matches!(t.status, TargetStatus::Complete))
+                .count(),
+        },
+        certificates,
+        dangling,
+    }
+}
+
+fn describe_stage(s: &StageView<'_>) -> String {
+    let name = if s.api_name.is_empty() {
+        s.api_id
+    } else {
+        s.api_name
+    };
+    format!(
+        "{}:{}({})/{}",
+        s.kind.as_str(),
+        name,
+        s.api_id,
+        s.stage_name
+    )
+}
+
+/// A table for a terminal: the most urgent first.
+pub fn table(doc: &ScanDocument<'_>) -> String {
+    let mut rows: Vec<&CertificateView<'_>> = doc.certificates.iter().collect();
+    let urgency = |b: &str| match b {
+        "expired" => 0,
+        "critical" => 1,
+        "expiring" => 2,
+        "unknown" => 3,
+        "healthy" => 4,
+        _ => 5,
+    };
+    rows.sort_by_key(|c| (urgency(c.band), c.days_left.unwrap_or(i64::MIN), c.id));
+    let header = [
+        "ACCOUNT", "REGION", "CERTIFICATE", "BAND", "NOT AFTER", "DAYS", "OWNER", "PARTNER",
+        "STAGES",
+    ];
+    let mut cells: Vec<[String; 9]> = rows
+        .iter()
+        .map(|c| {
+            let id = if c.id.len() > 40 {
+                format!("…{}", &c.id[c.id.len() - 39..])
+            } else {
+                c.id.to_string()
+            };
+            let owners = if c.owners.is_empty() {
+                "(none)".to_string()
+            } else {
+                c.owners.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            };
+            let mut band = c.band.to_string();
+            if !c.warnings.is_empty() {
+                band.push('!');
+            }
+            [
+                c.account.to_string(),
+                c.region.to_string(),
+                id,
+                band,
+                c.not_after
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .unwrap_or_else(|| "?".into()),
+                c.days_left.map(|d| d.to_string()).unwrap_or_else(|| "?".into()),
+                owners,
+                c.partners.join(", "),
+                if c.stages.is_empty() {
+                    "-".into()
+                } else {
+                    c.stages.iter().map(describe_stage).collect::<Vec<_>>().join(" ")
+                },
+            ]
+        })
+        .collect();
+    cells.insert(0, header.map(str::to_string));
+    let mut widths = [0usize; 9];
+    for row in &cells {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &cells {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{:width$}  ", cell, width = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    for c in rows.iter().filter(|c| !c.warnings.is_empty()) {
+        for w in c.warnings {
+            let _ = writeln!(out, "warning: {}/{}/{}: {w}", c.account, c.region, c.id);
+        }
+    }
+    for d in &doc.dangling {
+        let _ = writeln!(
+            out,
+            "dangling: {}/{} {} presents {}: {}",
+            d.account,
+            d.region,
+            describe_stage(&d.stage),
+            d.certificate_ref,
+            d.reason
+        );
+    }
+    let bands: Vec<String> = doc
+        .summary
+        .by_band
+        .iter()
+        .map(|(b, n)| format!("{n} {b}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n{} certificates: {}",
+        doc.summary.certificates,
+        bands.join(", ")
+    );
+    for t in doc.targets {
+        let calls: u64 = t.calls.values().sum();
+        match &t.status {
+            TargetStatus::Complete => {
+                let _ = writeln!(
+                    out,
+                    "{}/{}: complete, {} API calls ({} certificates, {} REST APIs, {} WebSocket APIs, {} HTTP APIs, {} stages)",
+                    t.account,
+                    t.region,
+                    calls,
+                    t.counts.certificates,
+                    t.counts.rest_apis,
+                    t.counts.websocket_apis,
+                    t.counts.http_apis,
+                    t.counts.stages
+                );
+            }
+            TargetStatus::Failed { reason_kind, error } => {
+                let _ = writeln!(
+                    out,
+                    "{}/{}: INCOMPLETE ({reason_kind}): {error}",
+                    t.account, t.region
+                );
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The sandbox: starts a local, wire-accurate API Gateway control plane seeded with a believable
+# estate (two regions, dozens of certificates) and moto for ACM, imports one ACM certificate and
+# attaches it to a stage with the AWS CLI, then runs `certsentinel scan --once` against it all.
+# Extra arguments go to the scan, e.g. `tests/sandbox.sh --format json`. Everything listens on
+# 127.0.0.1 and stops when the script ends.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+bash tests/fakes/bootstrap-venv.sh
+venv="${CERTSENTINEL_VENV:-$root/.venv}"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$venv/bin/python" tests/fakes/apigateway_fake.py --port 0 --port-file "$work/fake.port" \
+  --seed sandbox >/dev/null &
+pids+=($!)
+moto_port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do
+  [ -s "$work/fake.port" ] && curl -fs "http://127.0.0.1:$moto_port/moto-api/" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+fake_url="http://127.0.0.1:$(cat "$work/fake.port")"
+moto_url="http://127.0.0.1:$moto_port"
+
+export AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox-secret AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+export AWS_EC2_METADATA_DISABLED=true
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
+export AWS_ENDPOINT_URL_API_GATEWAY="$fake_url" AWS_ENDPOINT_URL_APIGATEWAYV2="$fake_url"
+export AWS_ENDPOINT_URL_ACM="$moto_url" AWS_ENDPOINT_URL_STS="$moto_url"
+
+# An imported ACM certificate with 25 days left, presented by platform-gateway/edge.
+"$venv/bin/python" - "$work" <<'PY'
+import datetime as dt, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway.platform.example.com")])
+now = dt.datetime.now(dt.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=340)).not_valid_after(now + dt.timedelta(days=25))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256()))
+open(f"{sys.argv[1]}/acm.pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open(f"{sys.argv[1]}/acm.key", "wb").write(key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+PY
+arn="$("$venv/bin/aws" --endpoint-url "$moto_url" acm import-certificate \
+  --certificate "fileb://$work/acm.pem" --private-key "fileb://$work/acm.key" \
+  --query CertificateArn --output text)"
+api="$("$venv/bin/aws" --endpoint-url "$fake_url" apigateway get-rest-apis \
+  --query "items[?name=='platform-gateway'].id | [0]" --output text)"
+"$venv/bin/aws" --endpoint-url "$fake_url" apigateway update-stage --rest-api-id "$api" \
+  --stage-name edge --patch-operations "op=replace,path=/clientCertificateId,value=$arn" >/dev/null
+
+cargo run --quiet --release -- --config tests/sandbox.toml scan --once "$@"

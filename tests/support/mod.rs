@@ -1,0 +1,304 @@
+//! Test harness: starts the fakes a test needs on 127.0.0.1 (free ports), talks to their admin
+//! APIs, runs the `certsentinel` binary against them, and stops everything on drop.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv with the fake's, moto's and the AWS CLI's packages; created on first use (under a
+/// lock, since tests run in parallel) so that `cargo test` works on a fresh machine.
+pub fn venv() -> PathBuf {
+    let root = repo_root();
+    let venv = std::env::var_os("CERTSENTINEL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv"));
+    let lock_path = std::env::temp_dir().join("certsentinel-venv.lock");
+    let lock = File::create(&lock_path).expect("create venv lock");
+    lock.lock().expect("lock venv");
+    let status = Command::new("bash")
+        .arg(root.join("tests/fakes/bootstrap-venv.sh"))
+        .env("CERTSENTINEL_VENV", &venv)
+        .status()
+        .expect("run tests/fakes/bootstrap-venv.sh");
+    assert!(status.success(), "tests/fakes/bootstrap-venv.sh failed");
+    drop(lock);
+    venv
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port_file(path: &Path, child: &mut Child, what: &str) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(port) = text.trim().parse()
+        {
+            return port;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not start within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_for_http(url: &str, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if ureq::get(url).call().is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before answering: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not answer within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The fake API Gateway control plane (v1 and v2), `tests/fakes/apigateway_fake.py`.
+pub struct FakeControlPlane {
+    pub url: String,
+    _child: Guard,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeControlPlane {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let venv = venv();
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let mut child = Command::new(venv.join("bin/python"))
+            .arg(repo_root().join("tests/fakes/apigateway_fake.py"))
+            .args(["--port", "0", "--port-file"])
+            .arg(&port_file)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the fake control plane");
+        let port = wait_for_port_file(&port_file, &mut child, "the fake control plane");
+        FakeControlPlane {
+            url: format!("http://127.0.0.1:{port}"),
+            _child: Guard(child),
+            _dir: dir,
+        }
+    }
+
+    fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/_fake/{path}", self.url);
+        let result = match (method, body) {
+            ("GET", _) => ureq::get(&url).call(),
+            (_, Some(b)) => ureq::post(&url).send_json(b),
+            (_, None) => ureq::post(&url).send_empty(),
+        };
+        let mut response = result.unwrap_or_else(|e| panic!("fake admin {path}: {e}"));
+        response
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_json()
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn seed(&self, spec: Value) -> Value {
+        self.admin("POST", "seed", Some(spec))
+    }
+
+    pub fn calls(&self) -> Value {
+        self.admin("GET", "calls", None)
+    }
+
+    pub fn calls_of(&self, operation: &str) -> u64 {
+        self.calls()["by_operation"][operation].as_u64().unwrap_or(0)
+    }
+
+    pub fn total_calls(&self) -> u64 {
+        self.calls()["total"].as_u64().unwrap_or(0)
+    }
+
+    pub fn reset_calls(&self) {
+        self.admin("POST", "calls/reset", None);
+    }
+
+    pub fn fault(&self, operation: &str, kind: &str, count: u32, retry_after_seconds: u32) {
+        self.admin(
+            "POST",
+            "faults",
+            Some(json!({"operation": operation, "kind": kind, "count": count,
+                        "retry_after_seconds": retry_after_seconds})),
+        );
+    }
+
+    pub fn hook(&self, spec: Value) {
+        self.admin("POST", "hooks", Some(spec));
+    }
+
+    pub fn map_key(&self, access_key_id: &str, account: &str) {
+        self.admin(
+            "POST",
+            "keys",
+            Some(json!({"access_key_id": access_key_id, "account": account})),
+        );
+    }
+}
+
+/// A moto server (STS, ACM, Organizations, SQS) on a free port.
+pub struct Moto {
+    pub url: String,
+    _child: Guard,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let venv = venv();
+        let port = free_port();
+        let mut child = Command::new(venv.join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for_http(&format!("{url}/moto-api/"), &mut child, "moto_server");
+        Moto {
+            url,
+            _child: Guard(child),
+        }
+    }
+}
+
+/// Environment that keeps the SDK (or the AWS CLI) away from real AWS and real credentials.
+pub fn sandbox_env(cmd: &mut Command) -> &mut Command {
+    for var in [
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIDTESTING")
+        .env("AWS_SECRET_ACCESS_KEY", "testing-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+/// Runs the `certsentinel` binary with the given endpoints and arguments.
+pub struct Run<'a> {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub config: Option<&'a Path>,
+}
+
+pub fn certsentinel(fake: Option<&FakeControlPlane>, moto: Option<&Moto>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certsentinel"));
+    sandbox_env(&mut cmd);
+    if let Some(fake) = fake {
+        cmd.env("AWS_ENDPOINT_URL_API_GATEWAY", &fake.url)
+            .env("AWS_ENDPOINT_URL_APIGATEWAYV2", &fake.url);
+    }
+    if let Some(moto) = moto {
+        cmd.env("AWS_ENDPOINT_URL_STS", &moto.url)
+            .env("AWS_ENDPOINT_URL_ACM", &moto.url)
+            .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &moto.url)
+            .env("AWS_ENDPOINT_URL_SQS", &moto.url);
+    }
+    cmd
+}
+
+/// A config file in a temp dir; the dir lives as long as the returned value.
+pub struct ConfigFile {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn config_file(toml: &str) -> ConfigFile {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("certsentinel.toml");
+    std::fs::write(&path, toml).unwrap();
+    ConfigFile { path, _dir: dir }
+}
+
+/// Runs a scan in JSON and returns (exit code, document, stderr).
+pub fn scan_json(mut cmd: Command, config: &ConfigFile) -> (i32, Value, String) {
+    let out: Output = cmd
+        .arg("--config")
+        .arg(&config.path)
+        .args(["scan", "--once", "--format", "json"])
+        .output()
+        .expect("run certsentinel");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "scan output is not JSON ({e}); stdout: {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (out.status.code().unwrap_or(-1), doc, stderr)
+}
+
+/// The certificate entry with this id in a scan document.
+pub fn certificate<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    doc["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("certificate {id} not in the scan output"))
+}
+
+/// ISO 8601 for `days` from now, for seeding certificates.
+pub fn days_from_now(days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(days))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Reads a child's stdout line by line until `pred` matches (for long-running commands).
+pub fn wait_for_line(child: &mut Child, pred: impl Fn(&str) -> bool) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if pred(&line) {
+            return line;
+        }
+    }
+    panic!("the process ended before printing the expected line");
+}
