@@ -19,7 +19,11 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_PARTIAL: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "certsentinel", version, about = "Keeps API Gateway client certificates from expiring in service")]
+#[command(
+    name = "certsentinel",
+    version,
+    about = "Keeps API Gateway client certificates from expiring in service"
+)]
 struct Cli {
     /// A TOML file layered over the embedded defaults (see config/default.toml).
     #[arg(long, global = true, value_name = "FILE")]
@@ -107,8 +111,10 @@ async fn scan_once(settings: &Settings, format: OutputFormat) -> ExitCode {
     let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} reading stages {pos}/{len} APIs [{elapsed}]")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} reading stages {pos}/{len} APIs [{elapsed}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         Arc::new(Bar(bar))
@@ -132,7 +138,9 @@ async fn scan_once(settings: &Settings, format: OutputFormat) -> ExitCode {
     if result.complete() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("certsentinel: the scan is partial: some accounts or regions could not be read (see above)");
+        eprintln!(
+            "certsentinel: the scan is partial: some accounts or regions could not be read (see above)"
+        );
         ExitCode::from(EXIT_PARTIAL)
     }
 }

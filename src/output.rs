@@ -220,7 +220,14 @@ pub fn table(doc: &ScanDocument<'_>) -> String {
     };
     rows.sort_by_key(|c| (urgency(c.band), c.days_left.unwrap_or(i64::MIN), c.id));
     let header = [
-        "ACCOUNT", "REGION", "CERTIFICATE", "BAND", "NOT AFTER", "DAYS", "OWNER", "PARTNER",
+        "ACCOUNT",
+        "REGION",
+        "CERTIFICATE",
+        "BAND",
+        "NOT AFTER",
+        "DAYS",
+        "OWNER",
+        "PARTNER",
         "STAGES",
     ];
     let mut cells: Vec<[String; 9]> = rows
@@ -234,7 +241,11 @@ pub fn table(doc: &ScanDocument<'_>) -> String {
             let owners = if c.owners.is_empty() {
                 "(none)".to_string()
             } else {
-                c.owners.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                c.owners
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             let mut band = c.band.to_string();
             if !c.warnings.is_empty() {
@@ -248,13 +259,19 @@ pub fn table(doc: &ScanDocument<'_>) -> String {
                 c.not_after
                     .map(|d| d.format("%Y-%m-%d").to_string())
                     .unwrap_or_else(|| "?".into()),
-                c.days_left.map(|d| d.to_string()).unwrap_or_else(|| "?".into()),
+                c.days_left
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "?".into()),
                 owners,
                 c.partners.join(", "),
                 if c.stages.is_empty() {
                     "-".into()
                 } else {
-                    c.stages.iter().map(describe_stage).collect::<Vec<_>>().join(" ")
+                    c.stages
+                        .iter()
+                        .map(describe_stage)
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 },
             ]
         })

@@ -60,7 +60,10 @@ fn pagination_reads_everything_with_the_floor_number_of_calls() {
     assert_eq!(by_op["GetClientCertificates"], ceil_div(1234, 500));
     assert_eq!(by_op["GetRestApis"], ceil_div(700, 500));
     assert_eq!(by_op["GetStages"], 700);
-    assert_eq!(by_op["v2:GetApis"], 1, "one v2 listing page, no WebSocket APIs");
+    assert_eq!(
+        by_op["v2:GetApis"], 1,
+        "one v2 listing page, no WebSocket APIs"
+    );
     let floor = ceil_div(1234, 500) + ceil_div(700, 500) + 700 + 1;
     assert_eq!(calls["total"], floor, "calls: {by_op}");
     // The scanner's own count agrees with the server's.
@@ -117,8 +120,10 @@ fn a_region_that_keeps_failing_makes_the_scan_partial_not_empty() {
     // eu-west-1 answers 500 to every listing of REST APIs.
     let admin = format!("{}/_fake/faults", fake.url);
     ureq::post(&admin)
-        .send_json(json!({"operation": "GetRestApis", "kind": "error", "count": 1000,
-                          "region": "eu-west-1"}))
+        .send_json(
+            json!({"operation": "GetRestApis", "kind": "error", "count": 1000,
+                          "region": "eu-west-1"}),
+        )
         .unwrap();
     let config = config_file(&FAST.replace(
         "regions = [\"us-east-1\"]",
@@ -188,7 +193,13 @@ fn a_reference_to_a_certificate_that_does_not_exist_is_read_once_and_reported_da
     assert_eq!(dangling[0]["certificate_ref"], "zzzzzzzzzz");
     assert_eq!(dangling[0]["stage"]["stage_name"], "beta");
     assert_eq!(dangling[0]["stage"]["owner"]["team"], "search");
-    assert_eq!(certificate(&doc, "aaaaaaaaaa")["stages"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        certificate(&doc, "aaaaaaaaaa")["stages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -214,7 +225,10 @@ fn a_bad_pem_or_a_date_mismatch_is_a_warning_and_the_earlier_date_counts() {
     assert_eq!(bad["warnings"].as_array().unwrap().len(), 1);
     let mismatch = certificate(&doc, "mismatch01");
     assert_eq!(mismatch["not_after_source"], "earlier_of_two");
-    assert_eq!(mismatch["band"], "critical", "the PEM's 10 days count, not the API's 200");
+    assert_eq!(
+        mismatch["band"], "critical",
+        "the PEM's 10 days count, not the API's 200"
+    );
     assert_eq!(mismatch["days_left"].as_i64().unwrap(), 9);
     let good = certificate(&doc, "goodcert01");
     assert_eq!(good["not_after_source"], "both");
@@ -246,10 +260,22 @@ fn owner_precedence_is_stage_then_api_then_certificate() {
     let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
     assert_eq!(code, 0, "{stderr}");
     let owner = |id: &str| certificate(&doc, id)["stages"][0]["owner"].clone();
-    assert_eq!(owner("cert000001"), json!({"team": "payments", "level": "stage", "tag_key": "team"}));
-    assert_eq!(certificate(&doc, "cert000001")["partners"], json!(["acme-payments"]));
-    assert_eq!(owner("cert000002"), json!({"team": "platform", "level": "api", "tag_key": "owner"}));
-    assert_eq!(owner("cert000003"), json!({"team": "security", "level": "certificate", "tag_key": "owner"}));
+    assert_eq!(
+        owner("cert000001"),
+        json!({"team": "payments", "level": "stage", "tag_key": "team"})
+    );
+    assert_eq!(
+        certificate(&doc, "cert000001")["partners"],
+        json!(["acme-payments"])
+    );
+    assert_eq!(
+        owner("cert000002"),
+        json!({"team": "platform", "level": "api", "tag_key": "owner"})
+    );
+    assert_eq!(
+        owner("cert000003"),
+        json!({"team": "security", "level": "certificate", "tag_key": "owner"})
+    );
     assert_eq!(owner("cert000004"), Value::Null);
     assert_eq!(certificate(&doc, "cert000004")["owners"], json!([]));
 }
@@ -258,7 +284,10 @@ fn owner_precedence_is_stage_then_api_then_certificate() {
 fn roles_are_assumed_in_each_account() {
     let moto = Moto::start();
     let fake = FakeControlPlane::start_with(&["--sts-endpoint", &moto.url]);
-    for (account, id) in [("111111111111", "certaaaaaa"), ("222222222222", "certbbbbbb")] {
+    for (account, id) in [
+        ("111111111111", "certaaaaaa"),
+        ("222222222222", "certbbbbbb"),
+    ] {
         fake.seed(json!({"account": account, "certificates": [{"id": id, "not_after": days_from_now(30)}]}));
     }
     fake.seed(json!({"account": "123456789012",
@@ -273,7 +302,12 @@ fn roles_are_assumed_in_each_account() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["account"].as_str().unwrap().into(), c["id"].as_str().unwrap().into()))
+        .map(|c| {
+            (
+                c["account"].as_str().unwrap().into(),
+                c["id"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         found,
@@ -284,7 +318,10 @@ fn roles_are_assumed_in_each_account() {
         "each account's own certificates, read with that account's assumed role"
     );
     assert_eq!(doc["targets"][0]["account_name"], "prod");
-    assert!(!stderr.contains("s3cr3t-value"), "secrets never reach a log");
+    assert!(
+        !stderr.contains("s3cr3t-value"),
+        "secrets never reach a log"
+    );
 }
 
 #[test]
@@ -307,5 +344,8 @@ fn configuration_errors_exit_2_and_name_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("aws.regons") && stderr.contains("regions"), "{stderr}");
+    assert!(
+        stderr.contains("aws.regons") && stderr.contains("regions"),
+        "{stderr}"
+    );
 }

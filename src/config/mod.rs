@@ -216,16 +216,16 @@ impl Settings {
                 if !in_partition {
                     return invalid(
                         &format!("aws.accounts[{i}].role_arn"),
-                        format!("'{arn}' is not a role of account {} ({expected}NAME)", account.id),
+                        format!(
+                            "'{arn}' is not a role of account {} ({expected}NAME)",
+                            account.id
+                        ),
                     );
                 }
             }
         }
         if self.aws.role_session_name.is_empty() || self.aws.role_session_name.len() > 64 {
-            return invalid(
-                "aws.role_session_name",
-                "must be 1 to 64 characters".into(),
-            );
+            return invalid("aws.role_session_name", "must be 1 to 64 characters".into());
         }
         if self.aws.parallel_targets == 0 {
             return invalid("aws.parallel_targets", "must be at least 1".into());
@@ -237,18 +237,27 @@ impl Settings {
         if !(rl.requests_per_second.is_finite() && rl.requests_per_second > 0.0) {
             return invalid(
                 "aws.rate_limit.requests_per_second",
-                format!("{} is not a positive number of calls per second", rl.requests_per_second),
+                format!(
+                    "{} is not a positive number of calls per second",
+                    rl.requests_per_second
+                ),
             );
         }
         if rl.burst == 0 {
             return invalid("aws.rate_limit.burst", "must be at least 1 call".into());
         }
         if rl.max_concurrency == 0 {
-            return invalid("aws.rate_limit.max_concurrency", "must be at least 1".into());
+            return invalid(
+                "aws.rate_limit.max_concurrency",
+                "must be at least 1".into(),
+            );
         }
         let retry = &self.aws.retry;
         if retry.max_attempts == 0 {
-            return invalid("aws.retry.max_attempts", "must be at least 1 attempt".into());
+            return invalid(
+                "aws.retry.max_attempts",
+                "must be at least 1 attempt".into(),
+            );
         }
         if retry.initial_backoff_ms == 0 || retry.initial_backoff_ms > retry.max_backoff_ms {
             return invalid(

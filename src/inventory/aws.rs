@@ -49,7 +49,9 @@ pub async fn base_config(settings: &AwsSettings) -> SdkConfig {
 
 /// The same configuration aimed at another region.
 pub fn in_region(sdk: &SdkConfig, region: &str) -> SdkConfig {
-    sdk.to_builder().region(Region::new(region.to_string())).build()
+    sdk.to_builder()
+        .region(Region::new(region.to_string()))
+        .build()
 }
 
 /// Opens a session for one configured account: assumes its role if it has one, and proves the
@@ -74,10 +76,12 @@ pub async fn open_account(
                 builder = builder.external_id(external_id.expose());
             }
             let provider = builder.build().await;
-            provider
-                .provide_credentials()
-                .await
-                .map_err(|e| fail(format!("could not assume role {role_arn}: {}", error_chain(&e))))?;
+            provider.provide_credentials().await.map_err(|e| {
+                fail(format!(
+                    "could not assume role {role_arn}: {}",
+                    error_chain(&e)
+                ))
+            })?;
             base.to_builder()
                 .credentials_provider(SharedCredentialsProvider::new(provider))
                 .build()

@@ -167,7 +167,11 @@ impl CallGate {
     }
 
     /// Runs `attempt` until it succeeds, is found absent, or fails for good.
-    pub async fn call<T, E, F, Fut>(&self, operation: &'static str, attempt: F) -> Result<T, CallError>
+    pub async fn call<T, E, F, Fut>(
+        &self,
+        operation: &'static str,
+        attempt: F,
+    ) -> Result<T, CallError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -180,7 +184,11 @@ impl CallGate {
         let mut throttles: u32 = 0;
         loop {
             let result = {
-                let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
+                let _permit = self
+                    .in_flight
+                    .acquire()
+                    .await
+                    .expect("semaphore never closed");
                 self.limiter.until_ready().await;
                 self.counter.add(operation);
                 attempts += 1;
@@ -227,7 +235,12 @@ impl CallGate {
                             ),
                         });
                     }
-                    tracing::debug!(operation, attempts, delay_ms = delay.as_millis() as u64, "throttled; retrying");
+                    tracing::debug!(
+                        operation,
+                        attempts,
+                        delay_ms = delay.as_millis() as u64,
+                        "throttled; retrying"
+                    );
                     delay
                 }
                 Verdict::Transient => {

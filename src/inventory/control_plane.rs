@@ -121,7 +121,10 @@ impl ControlPlane {
         let out = absent_is_none(
             self.gate
                 .call("GetClientCertificate", || {
-                    self.v1.get_client_certificate().client_certificate_id(id).send()
+                    self.v1
+                        .get_client_certificate()
+                        .client_certificate_id(id)
+                        .send()
                 })
                 .await,
         )?;
@@ -173,7 +176,9 @@ impl ControlPlane {
     pub async fn get_rest_api(&self, api_id: &str) -> Result<Option<Api>, CallError> {
         let out = absent_is_none(
             self.gate
-                .call("GetRestApi", || self.v1.get_rest_api().rest_api_id(api_id).send())
+                .call("GetRestApi", || {
+                    self.v1.get_rest_api().rest_api_id(api_id).send()
+                })
                 .await,
         )?;
         Ok(out.map(|a| Api {
@@ -206,10 +211,17 @@ impl ControlPlane {
     pub async fn rest_stages(&self, api: &Api) -> Result<Option<Vec<Stage>>, CallError> {
         let out = absent_is_none(
             self.gate
-                .call("GetStages", || self.v1.get_stages().rest_api_id(&api.id).send())
+                .call("GetStages", || {
+                    self.v1.get_stages().rest_api_id(&api.id).send()
+                })
                 .await,
         )?;
-        Ok(out.map(|o| o.item().iter().filter_map(|s| self.rest_stage(api, s)).collect()))
+        Ok(out.map(|o| {
+            o.item()
+                .iter()
+                .filter_map(|s| self.rest_stage(api, s))
+                .collect()
+        }))
     }
 
     /// One REST stage; `None` when it (or its API) no longer exists.
@@ -217,7 +229,11 @@ impl ControlPlane {
         let out = absent_is_none(
             self.gate
                 .call("GetStage", || {
-                    self.v1.get_stage().rest_api_id(&api.id).stage_name(stage).send()
+                    self.v1
+                        .get_stage()
+                        .rest_api_id(&api.id)
+                        .stage_name(stage)
+                        .send()
                 })
                 .await,
         )?;

@@ -94,7 +94,13 @@ pub struct Owner {
 
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}:{})", self.team, self.level.as_str(), self.tag_key)
+        write!(
+            f,
+            "{} ({}:{})",
+            self.team,
+            self.level.as_str(),
+            self.tag_key
+        )
     }
 }
 
@@ -200,7 +206,11 @@ impl Certificate {
     /// The distinct owning teams of the stages using it, or the certificate's own owner when
     /// no stage uses it.
     pub fn owners(&self) -> Vec<Owner> {
-        let mut owners: Vec<Owner> = self.used_by.iter().filter_map(|u| u.owner.clone()).collect();
+        let mut owners: Vec<Owner> = self
+            .used_by
+            .iter()
+            .filter_map(|u| u.owner.clone())
+            .collect();
         if self.used_by.is_empty() {
             owners.extend(self.certificate_owner.clone());
         }

@@ -80,7 +80,10 @@ mod tests {
         let o = r.owner(&Tags::new(), &api, &cert).unwrap();
         assert_eq!((o.team.as_str(), o.level), ("platform", TagLevel::Api));
         let o = r.owner(&Tags::new(), &Tags::new(), &cert).unwrap();
-        assert_eq!((o.team.as_str(), o.level), ("security", TagLevel::Certificate));
+        assert_eq!(
+            (o.team.as_str(), o.level),
+            ("security", TagLevel::Certificate)
+        );
         assert!(r.owner(&Tags::new(), &Tags::new(), &Tags::new()).is_none());
     }
 
@@ -88,7 +91,11 @@ mod tests {
     fn key_order_within_a_level_and_blank_values() {
         let r = rules();
         let o = r
-            .owner(&tags(&[("team", "search"), ("owner", " ")]), &Tags::new(), &Tags::new())
+            .owner(
+                &tags(&[("team", "search"), ("owner", " ")]),
+                &Tags::new(),
+                &Tags::new(),
+            )
             .unwrap();
         assert_eq!((o.team.as_str(), o.tag_key.as_str()), ("search", "team"));
     }
@@ -101,7 +108,10 @@ mod tests {
             Some("acme".into())
         );
         assert_eq!(
-            r.partner(&tags(&[("partner", "globex")]), &tags(&[("partner", "acme")])),
+            r.partner(
+                &tags(&[("partner", "globex")]),
+                &tags(&[("partner", "acme")])
+            ),
             Some("globex".into())
         );
     }

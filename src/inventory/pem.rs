@@ -19,7 +19,10 @@ pub fn read_pem(pem: &str) -> Result<PemFacts, String> {
     let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
         .map_err(|e| format!("the PEM could not be decoded: {e}"))?;
     if block.label != "CERTIFICATE" {
-        return Err(format!("the PEM holds a '{}', not a CERTIFICATE", block.label));
+        return Err(format!(
+            "the PEM holds a '{}', not a CERTIFICATE",
+            block.label
+        ));
     }
     let cert = block
         .parse_x509()

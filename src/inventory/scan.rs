@@ -127,8 +127,7 @@ fn failure_kind_name(kind: Option<FailureKind>) -> &'static str {
 pub async fn scan_all(settings: &Settings, progress: Arc<dyn Progress>) -> Scan {
     let started_at = Utc::now();
     let base = aws::base_config(&settings.aws).await;
-    let opened: Vec<Result<AccountSession, AccountFailure>> = if settings.aws.accounts.is_empty()
-    {
+    let opened: Vec<Result<AccountSession, AccountFailure>> = if settings.aws.accounts.is_empty() {
         vec![aws::open_ambient(&base).await]
     } else {
         stream::iter(settings.aws.accounts.iter())
@@ -164,7 +163,13 @@ pub async fn scan_all(settings: &Settings, progress: Arc<dyn Progress>) -> Scan 
 
     let work: Vec<(AccountSession, String)> = sessions
         .iter()
-        .flat_map(|s| settings.aws.regions.iter().map(move |r| (s.clone(), r.clone())))
+        .flat_map(|s| {
+            settings
+                .aws
+                .regions
+                .iter()
+                .map(move |r| (s.clone(), r.clone()))
+        })
         .collect();
     let results: Vec<(TargetReport, Option<RegionInventory>)> = stream::iter(work)
         .map(|(session, region)| {
@@ -241,8 +246,12 @@ pub async fn scan_region(
     let websocket = async {
         let listing = plane.list_v2_apis().await?;
         progress.add_work(listing.websocket.len() as u64);
-        let stages =
-            read_stages(&listing.websocket, |api| plane.websocket_stages(api), progress).await?;
+        let stages = read_stages(
+            &listing.websocket,
+            |api| plane.websocket_stages(api),
+            progress,
+        )
+        .await?;
         Ok::<_, CallError>((listing, stages))
     };
     let (certificates, (rest_apis, rest_stages), (v2, ws_stages)) =
@@ -334,7 +343,12 @@ async fn join(
         .filter(|r| is_acm_arn(r) && arn_region(r) == Some(plane.region.as_str()))
         .collect();
     let acm: HashMap<String, Option<AcmFacts>> = stream::iter(acm_arns)
-        .map(|arn| async move { plane.acm_certificate(arn).await.map(|f| (arn.to_string(), f)) })
+        .map(|arn| async move {
+            plane
+                .acm_certificate(arn)
+                .await
+                .map(|f| (arn.to_string(), f))
+        })
         .buffer_unordered(8)
         .try_collect()
         .await?;
@@ -375,7 +389,10 @@ async fn join(
             Err("API Gateway has no client certificate with this id (deleted?)".to_string())
         };
         match known {
-            Ok(()) => uses.entry(reference.to_string()).or_default().push(stage_use),
+            Ok(()) => uses
+                .entry(reference.to_string())
+                .or_default()
+                .push(stage_use),
             Err(reason) => dangling.push(DanglingReference {
                 stage: stage_use,
                 certificate_ref: reference.to_string(),

@@ -54,7 +54,10 @@ fn wait_for_port_file(path: &Path, child: &mut Child, what: &str) -> u16 {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited before listening: {status}");
         }
-        assert!(Instant::now() < deadline, "{what} did not start within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -68,7 +71,10 @@ fn wait_for_http(url: &str, child: &mut Child, what: &str) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited before answering: {status}");
         }
-        assert!(Instant::now() < deadline, "{what} did not answer within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not answer within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -141,7 +147,9 @@ impl FakeControlPlane {
     }
 
     pub fn calls_of(&self, operation: &str) -> u64 {
-        self.calls()["by_operation"][operation].as_u64().unwrap_or(0)
+        self.calls()["by_operation"][operation]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     pub fn total_calls(&self) -> u64 {
