@@ -7,7 +7,9 @@
 //! read the store. `config` and `telemetry` stand apart. See ARCHITECTURE.md.
 
 pub mod config;
+pub mod daemon;
 pub mod inventory;
 pub mod lifecycle;
 pub mod output;
+pub mod store;
 pub mod telemetry;

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use certsentinel::config::{LogFormat, Settings};
+use certsentinel::daemon::reconcile::reconcile_scan;
 use certsentinel::inventory::scan::{self, Progress};
+use certsentinel::lifecycle::{Band, CertificateRecord};
+use certsentinel::store::{SledStore, Store};
 use certsentinel::{output, telemetry};
 
 const EXIT_FAILURE: u8 = 1;
@@ -48,6 +51,28 @@ enum OutputFormat {
 }
 
 #[derive(Subcommand)]
+enum StateCommand {
+    /// One line per certificate.
+    List {
+        /// Only certificates in this band (healthy, expiring, critical, expired, unused).
+        #[arg(long)]
+        band: Option<Band>,
+        /// Only certificates one of whose stages this team owns.
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// A certificate's full record (episodes, history) and its undelivered intents, as JSON.
+    Show {
+        /// The certificate id (or ACM ARN), or account/region/id when ids repeat.
+        certificate: String,
+    },
+    /// Every record as JSON lines: complete enough to rebuild any report.
+    Export,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Scan every configured account and region and print the inventory.
     Scan {
@@ -56,6 +81,14 @@ enum Command {
         once: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
+        /// Decide what the scan means without committing anything to the state database.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Read the state database: certificates, their episodes and history.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
     },
     /// Validate the configuration and print it, secrets redacted.
     CheckConfig,
@@ -82,7 +115,11 @@ fn main() -> ExitCode {
             print!("{}", settings.to_redacted_toml());
             ExitCode::SUCCESS
         }
-        Command::Scan { once: _, format } => {
+        Command::Scan {
+            once: _,
+            format,
+            dry_run,
+        } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -90,9 +127,90 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_FAILURE);
                 }
             };
-            runtime.block_on(scan_once(&settings, format))
+            runtime.block_on(scan_once(&settings, format, dry_run))
+        }
+        Command::State { command } => match state(&settings, command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("certsentinel: {e:#}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
+    }
+}
+
+fn open_store(settings: &Settings) -> anyhow::Result<SledStore> {
+    Ok(SledStore::open(
+        &settings.store.path,
+        settings.store.cache_mb * 1024 * 1024,
+    )?)
+}
+
+fn state(settings: &Settings, command: StateCommand) -> anyhow::Result<ExitCode> {
+    if !settings.store.path.exists() {
+        anyhow::bail!(
+            "no state database at {} (store.path): run `certsentinel scan --once` first",
+            settings.store.path.display()
+        );
+    }
+    let store = open_store(settings)?;
+    let now = chrono::Utc::now();
+    match command {
+        StateCommand::List {
+            band,
+            owner,
+            format,
+        } => {
+            let records: Vec<CertificateRecord> = store.records().collect::<Result<_, _>>()?;
+            let rows: Vec<output::StateRow<'_>> = records
+                .iter()
+                .map(|r| output::state_row(r, &settings.policy, now))
+                .filter(|row| band.is_none_or(|b| row.band == b.as_str()))
+                .filter(|row| owner.as_ref().is_none_or(|o| row.owners.contains(o)))
+                .collect();
+            match format {
+                OutputFormat::Table => print!("{}", output::state_table(&rows)),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+            }
+        }
+        StateCommand::Show { certificate } => {
+            let matches: Vec<CertificateRecord> = store
+                .records()
+                .filter(|r| {
+                    r.as_ref().map_or(true, |r| {
+                        r.key.id == certificate || r.key.to_string() == certificate
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            match matches.as_slice() {
+                [] => anyhow::bail!("no certificate {certificate} in the state database"),
+                [record] => {
+                    let pending: Vec<_> = store
+                        .outbox_pending()?
+                        .into_iter()
+                        .filter(|e| e.intent.certificate == record.key)
+                        .collect();
+                    let doc = serde_json::json!({"record": record, "pending_intents": pending});
+                    println!("{}", serde_json::to_string_pretty(&doc)?);
+                }
+                many => anyhow::bail!(
+                    "{certificate} names {} certificates; give account/region/id: {}",
+                    many.len(),
+                    many.iter()
+                        .map(|r| r.key.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+        StateCommand::Export => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
+            store.export_jsonl(&mut lock)?;
+            std::io::Write::flush(&mut lock)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
@@ -107,7 +225,27 @@ impl Progress for Bar {
     }
 }
 
-async fn scan_once(settings: &Settings, format: OutputFormat) -> ExitCode {
+async fn scan_once(settings: &Settings, format: OutputFormat, dry_run: bool) -> ExitCode {
+    // A dry run against a database that does not exist yet decides against an empty one and
+    // creates nothing.
+    let scratch = match tempfile_dir_if(dry_run && !settings.store.path.exists()) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("certsentinel: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let store = match &scratch {
+        Some(dir) => SledStore::open(dir.path(), settings.store.cache_mb * 1024 * 1024),
+        None => SledStore::open(&settings.store.path, settings.store.cache_mb * 1024 * 1024),
+    };
+    let store = match store {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("certsentinel: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
     let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -124,7 +262,23 @@ async fn scan_once(settings: &Settings, format: OutputFormat) -> ExitCode {
     let result = scan::scan_all(settings, progress.clone()).await;
     drop(progress);
     let now = chrono::Utc::now();
-    let doc = output::document(&result, &settings.policy, now);
+    let reconciled = match reconcile_scan(&store, &result, &settings.policy, now, dry_run) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("certsentinel: the scan could not be recorded: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    for key in &reconciled.unjudged {
+        tracing::warn!(certificate = %key, "expiry unknown: not judged by the lifecycle engine");
+    }
+    let mut doc = output::document(&result, &settings.policy, now);
+    doc.reconcile = Some(output::ReconcileView {
+        committed: reconciled.committed,
+        observations: reconciled.observations,
+        stale_observations: reconciled.stale,
+        intents: &reconciled.intents,
+    });
     match format {
         OutputFormat::Json => match serde_json::to_string_pretty(&doc) {
             Ok(text) => println!("{text}"),
@@ -133,7 +287,13 @@ async fn scan_once(settings: &Settings, format: OutputFormat) -> ExitCode {
                 return ExitCode::from(EXIT_FAILURE);
             }
         },
-        OutputFormat::Table => print!("{}", output::table(&doc)),
+        OutputFormat::Table => {
+            print!("{}", output::table(&doc));
+            print!(
+                "{}",
+                output::intents_text(&reconciled.intents, reconciled.committed)
+            );
+        }
     }
     if result.complete() {
         ExitCode::SUCCESS
@@ -142,5 +302,13 @@ async fn scan_once(settings: &Settings, format: OutputFormat) -> ExitCode {
             "certsentinel: the scan is partial: some accounts or regions could not be read (see above)"
         );
         ExitCode::from(EXIT_PARTIAL)
+    }
+}
+
+fn tempfile_dir_if(condition: bool) -> std::io::Result<Option<tempfile::TempDir>> {
+    if condition {
+        tempfile::tempdir().map(Some)
+    } else {
+        Ok(None)
     }
 }

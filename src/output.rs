@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::inventory::model::{Certificate, CertificateKind, Owner, StageKind, StageUse};
 use crate::inventory::scan::{Scan, TargetReport, TargetStatus};
 use crate::lifecycle::policy::{Band, Policy, days_left};
+use crate::lifecycle::{CertState, CertificateRecord, Intent, IntentKind};
 
 /// Version of the JSON document below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -26,6 +27,18 @@ pub struct ScanDocument<'a> {
     pub certificates: Vec<CertificateView<'a>>,
     pub dangling: Vec<DanglingView<'a>>,
     pub summary: Summary,
+    /// What the lifecycle engine decided from this scan, when it was reconciled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<ReconcileView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReconcileView<'a> {
+    /// False for `--dry-run`: decided, not committed.
+    pub committed: bool,
+    pub observations: usize,
+    pub stale_observations: usize,
+    pub intents: &'a [Intent],
 }
 
 #[derive(Debug, Serialize)]
@@ -189,6 +202,7 @@ pub fn document<'a>(scan: &'a Scan, policy: &Policy, now: DateTime<Utc>) -> Scan
         },
         certificates,
         dangling,
+        reconcile: None,
     }
 }
 
@@ -349,6 +363,165 @@ pub fn table(doc: &ScanDocument<'_>) -> String {
                 );
             }
         }
+    }
+    out
+}
+
+/// One line describing an intent, for people.
+pub fn describe_intent(intent: &Intent) -> String {
+    let owner = intent.owner.as_deref().unwrap_or("(unowned)");
+    let what = match &intent.kind {
+        IntentKind::OpenTicket {
+            priority,
+            days_left,
+            stages,
+            ..
+        } => format!(
+            "open ticket ({priority:?}, {days_left} days left) for {}",
+            stages
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        IntentKind::Escalate {
+            step_days,
+            priority,
+            page,
+            days_left,
+        } => format!(
+            "escalate to the {step_days}-day step ({priority:?}{}, {days_left} days left)",
+            page.map(|p| format!(", page {p:?}")).unwrap_or_default()
+        ),
+        IntentKind::Incident { expired_at } => {
+            format!("INCIDENT: expired {} while in use", expired_at.to_rfc3339())
+        }
+        IntentKind::CommentBigBang {
+            stage,
+            new_certificate,
+            new_certificate_age_hours,
+            ..
+        } => format!(
+            "comment: big-bang cut-over, {stage} switched to {new_certificate} created {new_certificate_age_hours} h earlier"
+        ),
+        IntentKind::UpdateStages { stages, .. } => format!(
+            "update ticket stages: {}",
+            stages
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        IntentKind::ResolveTicket { how } => format!("resolve ticket: {how:?}"),
+        IntentKind::PartnerEmail { partner, email } => {
+            format!("email partner {partner}: {email:?}")
+        }
+        IntentKind::CleanupReminder { rotated_away_since } => format!(
+            "clean-up reminder: unused since {}",
+            rotated_away_since.format("%Y-%m-%d")
+        ),
+    };
+    format!("{}  {owner}  {what}", intent.certificate)
+}
+
+/// The intents section after a scan's table.
+pub fn intents_text(intents: &[Intent], committed: bool) -> String {
+    let mut out = String::new();
+    let verb = if committed {
+        "committed to the outbox"
+    } else {
+        "decided (dry run: nothing committed)"
+    };
+    let _ = writeln!(out, "\n{} intents {verb}", intents.len());
+    for intent in intents {
+        let _ = writeln!(out, "  {}", describe_intent(intent));
+    }
+    out
+}
+
+/// A stored certificate, summarised for `state list`.
+#[derive(Debug, Serialize)]
+pub struct StateRow<'a> {
+    pub account: &'a str,
+    pub region: &'a str,
+    pub id: &'a str,
+    pub state: &'a CertState,
+    pub band: &'static str,
+    pub not_after: Option<DateTime<Utc>>,
+    pub days_left: Option<i64>,
+    pub owners: Vec<String>,
+    pub open_episodes: usize,
+    pub last_observed_at: DateTime<Utc>,
+}
+
+pub fn state_row<'a>(
+    record: &'a CertificateRecord,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> StateRow<'a> {
+    let band = match (&record.state, record.not_after) {
+        (CertState::Deleted, _) => "deleted",
+        (_, Some(na)) => policy.band(na, record.in_use(), now).as_str(),
+        (_, None) => "unknown",
+    };
+    let mut owners: Vec<String> = record
+        .users
+        .iter()
+        .map(|u| u.owner.clone().unwrap_or_else(|| "(unowned)".into()))
+        .collect();
+    owners.sort();
+    owners.dedup();
+    StateRow {
+        account: &record.key.account,
+        region: &record.key.region,
+        id: &record.key.id,
+        state: &record.state,
+        band,
+        not_after: record.not_after,
+        days_left: record.not_after.map(|na| days_left(na, now)),
+        owners,
+        open_episodes: record.open_episodes().count(),
+        last_observed_at: record.last_observed_at,
+    }
+}
+
+pub fn state_table(rows: &[StateRow<'_>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<14} {:<12} {:<42} {:<16} {:<9} {:>5}  {:<5} OWNERS",
+        "ACCOUNT", "REGION", "CERTIFICATE", "STATE", "BAND", "DAYS", "OPEN"
+    );
+    for r in rows {
+        let state = match r.state {
+            CertState::Healthy => "healthy".to_string(),
+            CertState::Unused => "unused".to_string(),
+            CertState::Expiring { step_days: None } => "expiring".to_string(),
+            CertState::Expiring { step_days: Some(d) } => format!("expiring@{d}d"),
+            CertState::ExpiredInUse => "expired-in-use".to_string(),
+            CertState::RotatedAway { reminded, .. } => {
+                if *reminded {
+                    "rotated-away*".to_string()
+                } else {
+                    "rotated-away".to_string()
+                }
+            }
+            CertState::Deleted => "deleted".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<14} {:<12} {:<42} {:<16} {:<9} {:>5}  {:<5} {}",
+            r.account,
+            r.region,
+            r.id,
+            state,
+            r.band,
+            r.days_left
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "?".into()),
+            r.open_episodes,
+            r.owners.join(", ")
+        );
     }
     out
 }

@@ -60,7 +60,17 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub ownership: OwnershipSettings,
     pub policy: Policy,
+    pub store: StoreSettings,
     pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Directory of the sled database.
+    pub path: std::path::PathBuf,
+    /// Upper bound of sled's page cache, MiB.
+    pub cache_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -286,6 +296,18 @@ impl Settings {
                 .unwrap_or("policy")
                 .to_string();
             return invalid(&key, message);
+        }
+        if self.store.path.as_os_str().is_empty() {
+            return invalid(
+                "store.path",
+                "give the directory of the state database".into(),
+            );
+        }
+        if self.store.cache_mb == 0 || self.store.cache_mb > 4096 {
+            return invalid(
+                "store.cache_mb",
+                format!("{} is outside 1..=4096 MiB", self.store.cache_mb),
+            );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.level).is_err() {
             return invalid(

@@ -80,6 +80,8 @@ pub struct TargetCounts {
 /// What a complete account and region holds.
 #[derive(Debug, Clone, Default)]
 pub struct RegionInventory {
+    pub account: String,
+    pub region: String,
     pub certificates: Vec<Certificate>,
     /// Every stage read, with or without a certificate (the engine needs to know where a stage
     /// went when it stops presenting one).
@@ -453,6 +455,8 @@ async fn join(
         });
     }
     Ok(RegionInventory {
+        account: plane.account.clone(),
+        region: plane.region.clone(),
         certificates,
         stages,
         dangling,

@@ -1,0 +1,556 @@
+//! The decision function: (record, observation, policy, now) -> (record, intents). Pure: no
+//! I/O, no clock, no randomness, so a replay or a restart decides exactly what it decided
+//! before. Facts are judged at `observation.observed_at` (the instant the read saw them), not at
+//! `now`, so re-deciding an old observation later cannot fire a step that was not due when the
+//! certificate was seen; `now` only stamps the record and the intents.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::model::*;
+use super::policy::{Policy, days_left};
+
+type Instant = DateTime<Utc>;
+
+/// Decides what `obs` means for the certificate whose stored record is `record`.
+///
+/// An observation older than the record's last one is ignored: the returned decision carries
+/// the record unchanged, no intents, and `stale: true`. Deciding the same observation again
+/// yields no intents.
+pub fn decide(
+    record: Option<&CertificateRecord>,
+    obs: &Observation,
+    policy: &Policy,
+    now: Instant,
+) -> Decision {
+    if let Some(r) = record
+        && obs.observed_at < r.last_observed_at
+    {
+        return Decision {
+            record: r.clone(),
+            intents: Vec::new(),
+            stale: true,
+        };
+    }
+    let t = obs.observed_at;
+    let mut rec = record.cloned().unwrap_or_else(|| CertificateRecord {
+        key: obs.certificate.clone(),
+        state: CertState::Unused,
+        not_after: None,
+        created_at: None,
+        renewal: None,
+        first_seen_at: t,
+        last_observed_at: t,
+        last_source: obs.source,
+        updated_at: now,
+        users: Vec::new(),
+        episodes: Vec::new(),
+        history: Vec::new(),
+        next_episode_id: 1,
+        intents_emitted: 0,
+    });
+    let previous_state = record.map(|r| r.state);
+    let mut step = Step {
+        rec: &mut rec,
+        policy,
+        t,
+        now,
+        intents: Vec::new(),
+    };
+    let state = match &obs.seen {
+        Seen::Gone => step.gone(),
+        Seen::Present {
+            not_after,
+            created_at,
+            renewal,
+            users,
+            departed,
+        } => step.present(
+            *not_after,
+            *created_at,
+            *renewal,
+            users,
+            departed,
+            previous_state,
+        ),
+    };
+    let intents = step.intents;
+    if previous_state != Some(state) {
+        rec.history.push(Transition {
+            at: t,
+            event: TransitionEvent::StateChanged {
+                from: previous_state,
+                to: state,
+            },
+        });
+    }
+    rec.state = state;
+    rec.last_observed_at = t;
+    rec.last_source = obs.source;
+    rec.updated_at = now;
+    rec.intents_emitted += intents.len() as u64;
+    Decision {
+        record: rec,
+        intents,
+        stale: false,
+    }
+}
+
+/// Whether a certificate presented by some stage needs rotating. An expired one always does;
+/// a managed ACM one only when its renewal fails, or when it is in the window and no renewal
+/// is under way (ACM starts renewing private certificates well before the window ends).
+pub fn at_risk(policy: &Policy, not_after: Instant, renewal: RenewalOutlook, t: Instant) -> bool {
+    if not_after <= t {
+        return true;
+    }
+    let in_window = policy.in_window(not_after, t);
+    match renewal {
+        RenewalOutlook::Manual => in_window,
+        RenewalOutlook::Managed {
+            renewal_in_progress,
+            renewal_failing,
+        } => renewal_failing || (in_window && !renewal_in_progress),
+    }
+}
+
+/// Resolutions after which somebody should delete the old certificate.
+fn wants_cleanup(ep: &Episode) -> bool {
+    ep.cleanup_done_at.is_none()
+        && matches!(
+            ep.resolution,
+            Some(
+                Resolution::SwitchedTo { .. }
+                    | Resolution::StageDeleted
+                    | Resolution::StoppedPresenting
+            )
+        )
+}
+
+/// When several stages leave in the same observation, the episode is said to end the most
+/// deliberate way; every stage's own reason stays in `departures`.
+fn rank(how: &Resolution) -> u8 {
+    match how {
+        Resolution::SwitchedTo { .. } => 5,
+        Resolution::StageDeleted => 4,
+        Resolution::Renewed { .. } => 3,
+        Resolution::StoppedPresenting => 2,
+        Resolution::OwnerChanged { .. } => 1,
+        Resolution::CertificateDeleted => 0,
+    }
+}
+
+struct OwnerGroup {
+    stages: BTreeSet<StageKey>,
+    partners: BTreeSet<String>,
+}
+
+struct Step<'a> {
+    rec: &'a mut CertificateRecord,
+    policy: &'a Policy,
+    t: Instant,
+    now: Instant,
+    intents: Vec<Intent>,
+}
+
+impl Step<'_> {
+    fn emit(&mut self, episode: usize, kind: IntentKind) {
+        let intent = Intent::new(&self.rec.key, &self.rec.episodes[episode], self.now, kind);
+        self.intents.push(intent);
+    }
+
+    fn log(&mut self, event: TransitionEvent) {
+        self.rec.history.push(Transition { at: self.t, event });
+    }
+
+    fn gone(&mut self) -> CertState {
+        for i in 0..self.rec.episodes.len() {
+            if self.rec.episodes[i].is_open() {
+                let stages: Vec<StageKey> = self.rec.episodes[i].stages.iter().cloned().collect();
+                for stage in stages {
+                    self.rec.episodes[i].departures.push(StageDeparture {
+                        stage,
+                        at: self.t,
+                        how: Resolution::CertificateDeleted,
+                    });
+                }
+                self.resolve(i, Resolution::CertificateDeleted);
+            } else if wants_cleanup(&self.rec.episodes[i]) {
+                self.rec.episodes[i].cleanup_done_at = Some(self.t);
+                let id = self.rec.episodes[i].id;
+                self.log(TransitionEvent::CleanupDone { episode: id });
+                self.release_partners(i);
+            }
+        }
+        self.rec.users.clear();
+        CertState::Deleted
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn present(
+        &mut self,
+        not_after: Instant,
+        created_at: Option<Instant>,
+        renewal: RenewalOutlook,
+        users: &[StageUser],
+        departed: &BTreeMap<StageKey, StageFate>,
+        previous_state: Option<CertState>,
+    ) -> CertState {
+        let t = self.t;
+        if let Some(old) = self.rec.not_after
+            && old != not_after
+        {
+            self.log(TransitionEvent::NotAfterChanged {
+                from: old,
+                to: not_after,
+            });
+        }
+        self.rec.not_after = Some(not_after);
+        self.rec.created_at = created_at;
+        self.rec.renewal = Some(renewal);
+
+        // Input order must not matter (a replay may list stages differently), and a stage
+        // listed twice is still one stage.
+        let mut users: Vec<StageUser> = users.to_vec();
+        users.sort_by(|a, b| a.stage.cmp(&b.stage));
+        users.dedup_by(|a, b| a.stage == b.stage);
+
+        let mut groups: BTreeMap<Option<String>, OwnerGroup> = BTreeMap::new();
+        let mut owner_of: BTreeMap<&StageKey, &Option<String>> = BTreeMap::new();
+        for u in &users {
+            let g = groups.entry(u.owner.clone()).or_insert_with(|| OwnerGroup {
+                stages: BTreeSet::new(),
+                partners: BTreeSet::new(),
+            });
+            g.stages.insert(u.stage.clone());
+            g.partners.extend(u.partner.clone());
+            owner_of.insert(&u.stage, &u.owner);
+        }
+        let old_partner: BTreeMap<StageKey, Option<String>> = self
+            .rec
+            .users
+            .iter()
+            .map(|u| (u.stage.clone(), u.partner.clone()))
+            .collect();
+
+        let risky = !users.is_empty() && at_risk(self.policy, not_after, renewal, t);
+
+        // Open episodes first: stages leave, join, or the risk goes away.
+        for i in 0..self.rec.episodes.len() {
+            if !self.rec.episodes[i].is_open() {
+                continue;
+            }
+            let owner = self.rec.episodes[i].owner.clone();
+            let now_stages = groups
+                .get(&owner)
+                .map(|g| g.stages.clone())
+                .unwrap_or_default();
+            let leaving: Vec<StageKey> = self.rec.episodes[i]
+                .stages
+                .difference(&now_stages)
+                .cloned()
+                .collect();
+            let mut last_how: Option<Resolution> = None;
+            for stage in &leaving {
+                let how = match (owner_of.get(stage), departed.get(stage)) {
+                    (Some(to), _) => Resolution::OwnerChanged { to: (*to).clone() },
+                    (None, Some(StageFate::Deleted)) => Resolution::StageDeleted,
+                    (
+                        None,
+                        Some(StageFate::SwitchedTo {
+                            certificate,
+                            certificate_created_at,
+                        }),
+                    ) => {
+                        self.switched(i, stage, certificate, *certificate_created_at, &old_partner);
+                        Resolution::SwitchedTo {
+                            certificate: certificate.clone(),
+                        }
+                    }
+                    (None, None) => Resolution::StoppedPresenting,
+                };
+                if last_how.as_ref().is_none_or(|h| rank(&how) > rank(h)) {
+                    last_how = Some(how.clone());
+                }
+                self.rec.episodes[i].departures.push(StageDeparture {
+                    stage: stage.clone(),
+                    at: t,
+                    how,
+                });
+            }
+            if now_stages.is_empty() {
+                // `leaving` is non-empty here: an open episode always has stages.
+                let how = last_how.unwrap_or(Resolution::StoppedPresenting);
+                self.resolve(i, how);
+                continue;
+            }
+            if !risky && not_after > self.rec.episodes[i].not_after_at_detection {
+                self.resolve(i, Resolution::Renewed { not_after });
+                continue;
+            }
+            if now_stages != self.rec.episodes[i].stages {
+                let ep = &mut self.rec.episodes[i];
+                ep.stages = now_stages.clone();
+                ep.stages_revision += 1;
+                let (id, revision) = (ep.id, ep.stages_revision);
+                self.log(TransitionEvent::StagesChanged {
+                    episode: id,
+                    revision,
+                });
+                self.emit(
+                    i,
+                    IntentKind::UpdateStages {
+                        revision,
+                        stages: now_stages.into_iter().collect(),
+                    },
+                );
+            }
+            if let Some(g) = groups.get(&owner) {
+                for p in &g.partners {
+                    if self.rec.episodes[i].partners.insert(p.clone()) {
+                        // A partner that joins late still needs the timeline.
+                        self.partner_email(i, p.clone(), PartnerEmailKind::Window);
+                    }
+                }
+            }
+        }
+
+        // Owners at risk without an open episode get one.
+        if risky {
+            for (owner, g) in &groups {
+                if self
+                    .rec
+                    .episodes
+                    .iter()
+                    .any(|e| e.is_open() && &e.owner == owner)
+                {
+                    continue;
+                }
+                let id = self.rec.next_episode_id;
+                self.rec.next_episode_id += 1;
+                self.rec.episodes.push(Episode {
+                    id,
+                    owner: owner.clone(),
+                    stages: g.stages.clone(),
+                    partners: g.partners.clone(),
+                    detected_at: t,
+                    not_after_at_detection: not_after,
+                    steps: Vec::new(),
+                    incident: None,
+                    departures: Vec::new(),
+                    stages_revision: 0,
+                    resolved_at: None,
+                    resolution: None,
+                    cleanup_reminded_at: None,
+                    cleanup_done_at: None,
+                    partners_released: false,
+                    partner_emails: BTreeSet::new(),
+                });
+                let i = self.rec.episodes.len() - 1;
+                self.log(TransitionEvent::Detected {
+                    episode: id,
+                    owner: owner.clone(),
+                });
+                self.emit(
+                    i,
+                    IntentKind::OpenTicket {
+                        priority: self.policy.open_priority,
+                        not_after,
+                        days_left: days_left(not_after, t),
+                        stages: g.stages.iter().cloned().collect(),
+                    },
+                );
+                for p in &g.partners {
+                    self.partner_email(i, p.clone(), PartnerEmailKind::Window);
+                }
+            }
+        }
+
+        // Steps and incidents, for every episode still open.
+        for i in 0..self.rec.episodes.len() {
+            if self.rec.episodes[i].is_open() {
+                self.escalate(i, not_after);
+            }
+        }
+
+        self.rec.users = users;
+        if self.rec.in_use() {
+            let open: Vec<&Episode> = self.rec.open_episodes().collect();
+            return if not_after <= t {
+                CertState::ExpiredInUse
+            } else if open.is_empty() {
+                CertState::Healthy
+            } else {
+                CertState::Expiring {
+                    step_days: open.iter().filter_map(|e| e.last_step_days()).min(),
+                }
+            };
+        }
+        if !self.rec.episodes.iter().any(wants_cleanup) {
+            return CertState::Unused;
+        }
+        let since = match previous_state {
+            Some(CertState::RotatedAway { since, .. }) => since,
+            _ => t,
+        };
+        if t - since >= Duration::days(i64::from(self.policy.cleanup_after_days)) {
+            for i in 0..self.rec.episodes.len() {
+                if wants_cleanup(&self.rec.episodes[i])
+                    && self.rec.episodes[i].cleanup_reminded_at.is_none()
+                {
+                    self.rec.episodes[i].cleanup_reminded_at = Some(t);
+                    let id = self.rec.episodes[i].id;
+                    self.log(TransitionEvent::CleanupReminded { episode: id });
+                    self.emit(
+                        i,
+                        IntentKind::CleanupReminder {
+                            rotated_away_since: since,
+                        },
+                    );
+                    self.release_partners(i);
+                }
+            }
+        }
+        let reminded = self
+            .rec
+            .episodes
+            .iter()
+            .filter(|e| wants_cleanup(e))
+            .all(|e| e.cleanup_reminded_at.is_some());
+        CertState::RotatedAway { since, reminded }
+    }
+
+    /// Fires the most advanced step due and not yet fired, or the incident once expired. Only
+    /// the most advanced step fires when a scan skipped several; the incident supersedes any
+    /// step still unfired.
+    fn escalate(&mut self, i: usize, not_after: Instant) {
+        let t = self.t;
+        let id = self.rec.episodes[i].id;
+        if not_after <= t {
+            if self.rec.episodes[i].incident.is_none() {
+                self.rec.episodes[i].incident = Some(Incident {
+                    started_at: not_after,
+                    detected_at: t,
+                });
+                self.log(TransitionEvent::IncidentStarted { episode: id });
+                self.emit(
+                    i,
+                    IntentKind::Incident {
+                        expired_at: not_after,
+                    },
+                );
+            }
+            return;
+        }
+        let Some(reached) = self.policy.step_reached(not_after, t) else {
+            return;
+        };
+        let step = self.policy.escalation[reached].clone();
+        let last = self.rec.episodes[i].last_step_days();
+        if last.is_some_and(|d| step.days_left >= d) {
+            return;
+        }
+        let skipped: Vec<u32> = self.policy.escalation[..reached]
+            .iter()
+            .map(|s| s.days_left)
+            .filter(|d| last.is_none_or(|l| *d < l))
+            .collect();
+        self.rec.episodes[i].steps.push(StepFired {
+            days_left: step.days_left,
+            at: t,
+        });
+        self.log(TransitionEvent::StepReached {
+            episode: id,
+            days_left: step.days_left,
+            skipped,
+        });
+        self.emit(
+            i,
+            IntentKind::Escalate {
+                step_days: step.days_left,
+                priority: step.priority,
+                page: step.page,
+                days_left: days_left(not_after, t),
+            },
+        );
+        if step.partner_email {
+            let partners: Vec<String> = self.rec.episodes[i].partners.iter().cloned().collect();
+            for p in partners {
+                self.partner_email(
+                    i,
+                    p,
+                    PartnerEmailKind::Step {
+                        days_left: step.days_left,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A stage of episode `i` now presents `certificate`: warn about a big-bang cut-over and
+    /// tell the stage's partner to expect the new certificate.
+    fn switched(
+        &mut self,
+        i: usize,
+        stage: &StageKey,
+        certificate: &CertificateKey,
+        created_at: Option<Instant>,
+        old_partner: &BTreeMap<StageKey, Option<String>>,
+    ) {
+        if let Some(created) = created_at {
+            let age = self.t - created;
+            if age < Duration::hours(i64::from(self.policy.big_bang_hours)) {
+                self.emit(
+                    i,
+                    IntentKind::CommentBigBang {
+                        stage: stage.clone(),
+                        departure: self.rec.episodes[i].departures.len(),
+                        new_certificate: certificate.clone(),
+                        new_certificate_age_hours: age.num_hours(),
+                    },
+                );
+            }
+        }
+        if let Some(Some(partner)) = old_partner.get(stage) {
+            self.partner_email(
+                i,
+                partner.clone(),
+                PartnerEmailKind::CutOver {
+                    new_certificate: certificate.clone(),
+                },
+            );
+        }
+    }
+
+    fn partner_email(&mut self, i: usize, partner: String, email: PartnerEmailKind) {
+        // One cut-over email per partner and new certificate, even when several of the
+        // partner's stages switch, or one switches, comes back and switches again.
+        let what = format!("{partner}:{}", email.key_part());
+        if self.rec.episodes[i].partner_emails.insert(what) {
+            self.emit(i, IntentKind::PartnerEmail { partner, email });
+        }
+    }
+
+    fn release_partners(&mut self, i: usize) {
+        if self.rec.episodes[i].partners_released {
+            return;
+        }
+        self.rec.episodes[i].partners_released = true;
+        let partners: Vec<String> = self.rec.episodes[i].partners.iter().cloned().collect();
+        for p in partners {
+            self.partner_email(i, p, PartnerEmailKind::OldMayBeRemoved);
+        }
+    }
+
+    fn resolve(&mut self, i: usize, how: Resolution) {
+        let ep = &mut self.rec.episodes[i];
+        ep.resolved_at = Some(self.t);
+        ep.resolution = Some(how.clone());
+        let id = ep.id;
+        self.log(TransitionEvent::Resolved {
+            episode: id,
+            how: how.clone(),
+        });
+        self.emit(i, IntentKind::ResolveTicket { how });
+    }
+}

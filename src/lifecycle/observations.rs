@@ -1,0 +1,286 @@
+//! Turning what a complete scan of one account and region found into the engine's
+//! observations. Pure: the caller supplies the previous record's stages (so the fate of a stage
+//! that stopped presenting a certificate can be told) and does the store I/O.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use super::model::{
+    CertificateRecord, Observation, ObservationSource, RenewalOutlook, Seen, StageFate, StageUser,
+};
+use crate::inventory::model::{Certificate, CertificateKey, CertificateKind, StageKey};
+use crate::inventory::scan::RegionInventory;
+
+/// What a complete region scan says about every stage and certificate in it.
+pub struct RegionIndex<'a> {
+    /// Every stage read, with the certificate reference it presents (if any).
+    stages: HashMap<&'a StageKey, Option<&'a str>>,
+    /// Creation time of every certificate read, by id.
+    created: HashMap<&'a str, Option<DateTime<Utc>>>,
+    account: &'a str,
+    region: &'a str,
+}
+
+impl<'a> RegionIndex<'a> {
+    pub fn new(inventory: &'a RegionInventory) -> Self {
+        RegionIndex {
+            stages: inventory
+                .stages
+                .iter()
+                .map(|s| (&s.key, s.certificate_ref.as_deref()))
+                .collect(),
+            created: inventory
+                .certificates
+                .iter()
+                .map(|c| (c.key.id.as_str(), c.created_at))
+                .collect(),
+            account: &inventory.account,
+            region: &inventory.region,
+        }
+    }
+
+    /// Where a stage that no longer presents `certificate` went, when the scan can tell:
+    /// deleted, or switched to another certificate. `None` when it now presents nothing.
+    fn fate(&self, stage: &StageKey, certificate: &CertificateKey) -> Option<StageFate> {
+        match self.stages.get(stage) {
+            None => Some(StageFate::Deleted),
+            Some(Some(reference)) if *reference != certificate.id => Some(StageFate::SwitchedTo {
+                certificate: CertificateKey {
+                    account: self.account.to_string(),
+                    region: self.region.to_string(),
+                    id: reference.to_string(),
+                },
+                certificate_created_at: self.created.get(reference).copied().flatten(),
+            }),
+            Some(_) => None,
+        }
+    }
+}
+
+/// How a certificate gets renewed, from what ACM says of it.
+pub fn renewal_outlook(kind: &CertificateKind) -> RenewalOutlook {
+    match kind {
+        CertificateKind::Acm {
+            acm_type,
+            renewal_eligible: true,
+            renewal_status,
+            ..
+        } if acm_type == "PRIVATE" => RenewalOutlook::Managed {
+            renewal_in_progress: matches!(
+                renewal_status.as_deref(),
+                Some("PENDING_AUTO_RENEWAL") | Some("PENDING_VALIDATION")
+            ),
+            renewal_failing: renewal_status.as_deref() == Some("FAILED"),
+        },
+        _ => RenewalOutlook::Manual,
+    }
+}
+
+/// The observation of a certificate the scan read. `None` when its expiry is unknown (no
+/// readable date): the engine cannot judge it, and it is surely not gone.
+pub fn present(
+    certificate: &Certificate,
+    index: &RegionIndex<'_>,
+    previous: Option<&CertificateRecord>,
+    observed_at: DateTime<Utc>,
+) -> Option<Observation> {
+    let not_after = certificate.not_after?;
+    let users: Vec<StageUser> = certificate
+        .used_by
+        .iter()
+        .map(|u| StageUser {
+            stage: u.stage.clone(),
+            api_name: u.api_name.clone(),
+            owner: u.owner.as_ref().map(|o| o.team.clone()),
+            partner: u.partner.clone(),
+        })
+        .collect();
+    let departed: BTreeMap<StageKey, StageFate> = previous
+        .map(|r| r.users.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|old| !users.iter().any(|u| u.stage == old.stage))
+        .filter_map(|old| {
+            index
+                .fate(&old.stage, &certificate.key)
+                .map(|f| (old.stage.clone(), f))
+        })
+        .collect();
+    Some(Observation {
+        certificate: certificate.key.clone(),
+        observed_at,
+        source: ObservationSource::FullScan,
+        seen: Seen::Present {
+            not_after,
+            created_at: certificate.created_at,
+            renewal: renewal_outlook(&certificate.kind),
+            users,
+            departed,
+        },
+    })
+}
+
+/// The observation of a stored certificate that a complete scan of its region did not find.
+///
+/// A generated certificate missing from a complete listing is gone. An ACM certificate is read
+/// only when a stage presents it, so its absence says only that no stage presents it any
+/// more: it is observed present, with its last known expiry and no users.
+pub fn missing(
+    record: &CertificateRecord,
+    index: &RegionIndex<'_>,
+    observed_at: DateTime<Utc>,
+) -> Option<Observation> {
+    let is_acm = crate::inventory::scan::is_acm_arn(&record.key.id);
+    let seen = if is_acm {
+        let departed = record
+            .users
+            .iter()
+            .filter_map(|u| {
+                index
+                    .fate(&u.stage, &record.key)
+                    .map(|f| (u.stage.clone(), f))
+            })
+            .collect();
+        Seen::Present {
+            not_after: record.not_after?,
+            created_at: record.created_at,
+            renewal: record.renewal.unwrap_or(RenewalOutlook::Manual),
+            users: Vec::new(),
+            departed,
+        }
+    } else {
+        Seen::Gone
+    };
+    Some(Observation {
+        certificate: record.key.clone(),
+        observed_at,
+        source: ObservationSource::FullScan,
+        seen,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::model::{Stage, StageKind, StageUse};
+
+    fn stage(api: &str, name: &str) -> StageKey {
+        StageKey {
+            account: "1".into(),
+            region: "r".into(),
+            kind: StageKind::Rest,
+            api_id: api.into(),
+            stage_name: name.into(),
+        }
+    }
+
+    fn cert(id: &str, users: Vec<StageKey>) -> Certificate {
+        Certificate {
+            key: CertificateKey {
+                account: "1".into(),
+                region: "r".into(),
+                id: id.into(),
+            },
+            kind: CertificateKind::Generated,
+            description: None,
+            created_at: Some(DateTime::from_timestamp(1_000, 0).unwrap()),
+            not_after: Some(DateTime::from_timestamp(10_000_000, 0).unwrap()),
+            not_after_source: None,
+            fingerprint_sha256: None,
+            warnings: vec![],
+            tags: Default::default(),
+            certificate_owner: None,
+            used_by: users
+                .into_iter()
+                .map(|s| StageUse {
+                    stage: s,
+                    api_name: "api".into(),
+                    owner: None,
+                    partner: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn departed_stages_are_told_apart() {
+        let old = cert("old", vec![]);
+        let new = cert("new", vec![stage("a", "prod")]);
+        let inventory = RegionInventory {
+            account: "1".into(),
+            region: "r".into(),
+            certificates: vec![old.clone(), new],
+            stages: vec![
+                Stage {
+                    key: stage("a", "prod"),
+                    api_name: "api".into(),
+                    certificate_ref: Some("new".into()),
+                    tags: Default::default(),
+                },
+                Stage {
+                    key: stage("a", "dev"),
+                    api_name: "api".into(),
+                    certificate_ref: None,
+                    tags: Default::default(),
+                },
+            ],
+            dangling: vec![],
+        };
+        let index = RegionIndex::new(&inventory);
+        let now = DateTime::from_timestamp(5_000, 0).unwrap();
+        // Previously presented by prod (now switched), dev (now presents nothing) and beta
+        // (deleted).
+        let previous_obs = present(
+            &cert(
+                "old",
+                vec![stage("a", "prod"), stage("a", "dev"), stage("a", "beta")],
+            ),
+            &index,
+            None,
+            now,
+        )
+        .unwrap();
+        let previous = crate::lifecycle::decide(
+            None,
+            &previous_obs,
+            &crate::lifecycle::Policy::default(),
+            now,
+        )
+        .record;
+        let obs = present(&old, &index, Some(&previous), now).unwrap();
+        let Seen::Present { departed, .. } = obs.seen else {
+            panic!()
+        };
+        assert_eq!(departed.len(), 2);
+        assert_eq!(departed[&stage("a", "beta")], StageFate::Deleted);
+        assert!(matches!(
+            &departed[&stage("a", "prod")],
+            StageFate::SwitchedTo { certificate, certificate_created_at: Some(_) } if certificate.id == "new"
+        ));
+    }
+
+    #[test]
+    fn managed_renewal_only_for_eligible_private_acm() {
+        let private = CertificateKind::Acm {
+            acm_type: "PRIVATE".into(),
+            status: None,
+            renewal_eligible: true,
+            renewal_status: Some("FAILED".into()),
+        };
+        assert_eq!(
+            renewal_outlook(&private),
+            RenewalOutlook::Managed {
+                renewal_in_progress: false,
+                renewal_failing: true
+            }
+        );
+        let imported = CertificateKind::Acm {
+            acm_type: "IMPORTED".into(),
+            status: None,
+            renewal_eligible: false,
+            renewal_status: None,
+        };
+        assert_eq!(renewal_outlook(&imported), RenewalOutlook::Manual);
+    }
+}

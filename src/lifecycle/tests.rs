@@ -1,0 +1,638 @@
+//! Unit tests: one per transition and per edge case named in the issue.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use super::*;
+
+pub(crate) fn at(days: f64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::minutes((days * 1440.0) as i64)
+}
+
+pub(crate) fn cert(id: &str) -> CertificateKey {
+    CertificateKey {
+        account: "111122223333".into(),
+        region: "eu-west-1".into(),
+        id: id.into(),
+    }
+}
+
+pub(crate) fn stage(name: &str) -> StageKey {
+    StageKey {
+        account: "111122223333".into(),
+        region: "eu-west-1".into(),
+        kind: StageKind::Rest,
+        api_id: format!("api-{name}"),
+        stage_name: name.into(),
+    }
+}
+
+pub(crate) fn user(name: &str, owner: Option<&str>, partner: Option<&str>) -> StageUser {
+    StageUser {
+        stage: stage(name),
+        api_name: format!("API {name}"),
+        owner: owner.map(str::to_string),
+        partner: partner.map(str::to_string),
+    }
+}
+
+fn present(c: &str, t: f64, not_after: f64, users: Vec<StageUser>) -> Observation {
+    Observation {
+        certificate: cert(c),
+        observed_at: at(t),
+        source: ObservationSource::FullScan,
+        seen: Seen::Present {
+            not_after: at(not_after),
+            created_at: Some(at(not_after - 365.0)),
+            renewal: RenewalOutlook::Manual,
+            users,
+            departed: BTreeMap::new(),
+        },
+    }
+}
+
+fn with_departed(mut obs: Observation, fates: Vec<(&str, StageFate)>) -> Observation {
+    if let Seen::Present { departed, .. } = &mut obs.seen {
+        for (s, f) in fates {
+            departed.insert(stage(s), f);
+        }
+    }
+    obs
+}
+
+fn with_renewal(mut obs: Observation, r: RenewalOutlook) -> Observation {
+    if let Seen::Present { renewal, .. } = &mut obs.seen {
+        *renewal = r;
+    }
+    obs
+}
+
+fn gone(c: &str, t: f64) -> Observation {
+    Observation {
+        certificate: cert(c),
+        observed_at: at(t),
+        source: ObservationSource::TargetedRead,
+        seen: Seen::Gone,
+    }
+}
+
+fn switched_to(c: &str, created: Option<f64>) -> StageFate {
+    StageFate::SwitchedTo {
+        certificate: cert(c),
+        certificate_created_at: created.map(at),
+    }
+}
+
+/// Feeds observations one by one, like the daemon would, keeping the record.
+#[derive(Default)]
+struct Run {
+    record: Option<CertificateRecord>,
+}
+
+impl Run {
+    fn feed(&mut self, obs: &Observation) -> Vec<Intent> {
+        let d = decide(
+            self.record.as_ref(),
+            obs,
+            &Policy::default(),
+            obs.observed_at,
+        );
+        self.record = Some(d.record);
+        d.intents
+    }
+    fn rec(&self) -> &CertificateRecord {
+        self.record.as_ref().unwrap()
+    }
+    fn state(&self) -> CertState {
+        self.rec().state
+    }
+    fn episode(&self, owner: Option<&str>) -> &Episode {
+        self.rec()
+            .episodes
+            .iter()
+            .rev()
+            .find(|e| e.owner.as_deref() == owner)
+            .unwrap()
+    }
+}
+
+fn kinds(intents: &[Intent]) -> Vec<String> {
+    intents
+        .iter()
+        .map(|i| i.key.split('|').skip(1).collect::<Vec<_>>().join("|"))
+        .collect()
+}
+
+const A: Option<&str> = Some("team-a");
+const B: Option<&str> = Some("team-b");
+
+#[test]
+fn healthy_then_window_opens_one_ticket_per_owner() {
+    let mut r = Run::default();
+    assert!(
+        r.feed(&present("c1", 0.0, 100.0, vec![user("s1", A, None)]))
+            .is_empty()
+    );
+    assert_eq!(r.state(), CertState::Healthy);
+    let i = r.feed(&present(
+        "c1",
+        41.0,
+        100.0,
+        vec![user("s1", A, None), user("s2", B, None)],
+    ));
+    assert_eq!(kinds(&i), ["team-a|e1|open", "team-b|e2|open"]);
+    assert_eq!(r.state(), CertState::Expiring { step_days: None });
+    let ep = r.episode(A);
+    assert_eq!(ep.detected_at, at(41.0));
+    assert!(ep.is_open());
+    assert!(r.rec().history.iter().any(|t| t.at == at(41.0)
+        && matches!(&t.event, TransitionEvent::Detected { episode: 1, owner } if owner.as_deref() == A)));
+}
+
+#[test]
+fn each_step_fires_once_in_order() {
+    let mut r = Run::default();
+    let u = vec![user("s1", A, Some("acme"))];
+    assert_eq!(
+        kinds(&r.feed(&present("c1", 50.0, 100.0, u.clone()))),
+        ["team-a|e1|open", "team-a|e1|partner:acme:window"]
+    );
+    assert!(r.feed(&present("c1", 60.0, 100.0, u.clone())).is_empty());
+    let i = r.feed(&present("c1", 70.5, 100.0, u.clone()));
+    assert_eq!(
+        kinds(&i),
+        ["team-a|e1|escalate:30", "team-a|e1|partner:acme:step30"]
+    );
+    match &i[0].kind {
+        IntentKind::Escalate { priority, page, .. } => {
+            assert_eq!(*priority, Priority::Medium);
+            assert_eq!(*page, None);
+        }
+        k => panic!("{k:?}"),
+    }
+    assert!(r.feed(&present("c1", 71.0, 100.0, u.clone())).is_empty());
+    assert_eq!(
+        kinds(&r.feed(&present("c1", 86.5, 100.0, u.clone())))[0],
+        "team-a|e1|escalate:14"
+    );
+    assert_eq!(
+        r.state(),
+        CertState::Expiring {
+            step_days: Some(14)
+        }
+    );
+    let i = r.feed(&present("c1", 93.5, 100.0, u.clone()));
+    assert!(matches!(
+        i[0].kind,
+        IntentKind::Escalate {
+            step_days: 7,
+            priority: Priority::Highest,
+            page: Some(PageSeverity::Critical),
+            ..
+        }
+    ));
+    assert!(r.feed(&present("c1", 99.0, 100.0, u)).is_empty());
+    let steps: Vec<u32> = r.episode(A).steps.iter().map(|s| s.days_left).collect();
+    assert_eq!(steps, [30, 14, 7]);
+    assert_eq!(r.episode(A).steps[1].at, at(86.5));
+}
+
+#[test]
+fn a_scan_that_skips_steps_fires_only_the_highest() {
+    let mut r = Run::default();
+    let i = r.feed(&present("c1", 90.0, 100.0, vec![user("s1", A, None)]));
+    assert_eq!(kinds(&i), ["team-a|e1|open", "team-a|e1|escalate:14"]);
+    assert!(r.rec().history.iter().any(|t| matches!(
+        &t.event,
+        TransitionEvent::StepReached { days_left: 14, skipped, .. } if skipped == &vec![30]
+    )));
+    // Later the 30-day step is never fired retroactively; the 7-day one still is.
+    let i = r.feed(&present("c1", 95.0, 100.0, vec![user("s1", A, None)]));
+    assert_eq!(kinds(&i), ["team-a|e1|escalate:7"]);
+}
+
+#[test]
+fn steps_do_not_refire_across_a_restart() {
+    let mut r = Run::default();
+    r.feed(&present("c1", 75.0, 100.0, vec![user("s1", A, None)]));
+    // The store keeps JSON: a restart decides from the deserialised record.
+    let json = serde_json::to_string(r.rec()).unwrap();
+    r.record = Some(serde_json::from_str(&json).unwrap());
+    assert!(
+        r.feed(&present("c1", 76.0, 100.0, vec![user("s1", A, None)]))
+            .is_empty()
+    );
+}
+
+#[test]
+fn expiry_in_use_is_an_incident_once_and_supersedes_steps() {
+    let mut r = Run::default();
+    r.feed(&present("c1", 50.0, 100.0, vec![user("s1", A, None)]));
+    let i = r.feed(&present("c1", 100.5, 100.0, vec![user("s1", A, None)]));
+    assert_eq!(kinds(&i), ["team-a|e1|incident"]);
+    assert_eq!(r.state(), CertState::ExpiredInUse);
+    let inc = r.episode(A).incident.clone().unwrap();
+    assert_eq!((inc.started_at, inc.detected_at), (at(100.0), at(100.5)));
+    assert!(
+        r.feed(&present("c1", 101.0, 100.0, vec![user("s1", A, None)]))
+            .is_empty()
+    );
+    // Rotating ends the incident's episode.
+    let i = r.feed(&with_departed(
+        present("c1", 101.5, 100.0, vec![]),
+        vec![("s1", switched_to("c2", Some(90.0)))],
+    ));
+    assert_eq!(kinds(&i), ["team-a|e1|resolve"]);
+}
+
+#[test]
+fn switching_resolves_then_cleanup_reminder_then_deletion() {
+    let mut r = Run::default();
+    r.feed(&present(
+        "c1",
+        50.0,
+        100.0,
+        vec![user("s1", A, Some("acme"))],
+    ));
+    let i = r.feed(&with_departed(
+        present("c1", 60.0, 100.0, vec![]),
+        vec![("s1", switched_to("c2", Some(55.0)))],
+    ));
+    assert_eq!(
+        kinds(&i),
+        [
+            "team-a|e1|partner:acme:cutover:111122223333/eu-west-1/c2",
+            "team-a|e1|resolve"
+        ]
+    );
+    let ep = r.episode(A);
+    assert_eq!(ep.resolved_at, Some(at(60.0)));
+    assert_eq!(
+        ep.resolution,
+        Some(Resolution::SwitchedTo {
+            certificate: cert("c2")
+        })
+    );
+    assert_eq!(ep.resolved_at.unwrap() - ep.detected_at, Duration::days(10));
+    assert_eq!(
+        r.state(),
+        CertState::RotatedAway {
+            since: at(60.0),
+            reminded: false
+        }
+    );
+    assert!(r.feed(&present("c1", 73.0, 100.0, vec![])).is_empty());
+    let i = r.feed(&present("c1", 74.0, 100.0, vec![]));
+    assert_eq!(
+        kinds(&i),
+        ["team-a|e1|cleanup", "team-a|e1|partner:acme:release"]
+    );
+    assert_eq!(
+        r.state(),
+        CertState::RotatedAway {
+            since: at(60.0),
+            reminded: true
+        }
+    );
+    assert!(r.feed(&present("c1", 80.0, 100.0, vec![])).is_empty());
+    assert!(r.feed(&gone("c1", 81.0)).is_empty());
+    assert_eq!(r.state(), CertState::Deleted);
+    assert_eq!(r.episode(A).cleanup_done_at, Some(at(81.0)));
+}
+
+#[test]
+fn deletion_before_the_reminder_still_releases_partners() {
+    let mut r = Run::default();
+    r.feed(&present(
+        "c1",
+        50.0,
+        100.0,
+        vec![user("s1", A, Some("acme"))],
+    ));
+    r.feed(&with_departed(
+        present("c1", 60.0, 100.0, vec![]),
+        vec![("s1", StageFate::Deleted)],
+    ));
+    assert_eq!(r.episode(A).resolution, Some(Resolution::StageDeleted));
+    let i = r.feed(&gone("c1", 62.0));
+    assert_eq!(kinds(&i), ["team-a|e1|partner:acme:release"]);
+    assert!(
+        r.rec()
+            .history
+            .iter()
+            .any(|t| matches!(t.event, TransitionEvent::CleanupDone { episode: 1 }))
+    );
+}
+
+#[test]
+fn a_stage_that_leaves_without_a_known_fate_stopped_presenting() {
+    let mut r = Run::default();
+    r.feed(&present("c1", 50.0, 100.0, vec![user("s1", A, None)]));
+    let i = r.feed(&present("c1", 51.0, 100.0, vec![]));
+    assert_eq!(kinds(&i), ["team-a|e1|resolve"]);
+    assert_eq!(r.episode(A).resolution, Some(Resolution::StoppedPresenting));
+}
+
+#[test]
+fn certificate_deleted_while_in_use_resolves_without_cleanup() {
+    let mut r = Run::default();
+    r.feed(&present("c1", 50.0, 100.0, vec![user("s1", A, None)]));
+    let i = r.feed(&gone("c1", 51.0));
+    assert_eq!(kinds(&i), ["team-a|e1|resolve"]);
+    assert_eq!(
+        r.episode(A).resolution,
+        Some(Resolution::CertificateDeleted)
+    );
+    assert_eq!(r.state(), CertState::Deleted);
+    assert!(r.rec().users.is_empty());
+}
+
+#[test]
+fn big_bang_cut_over_gets_a_comment_and_a_mature_one_does_not() {
+    let mut r = Run::default();
+    r.feed(&present(
+        "c1",
+        50.0,
+        100.0,
+        vec![user("s1", A, None), user("s2", A, None)],
+    ));
+    let i = r.feed(&with_departed(
+        present("c1", 60.0, 100.0, vec![]),
+        vec![
+            ("s1", switched_to("c2", Some(59.9))),
+            ("s2", switched_to("c3", Some(55.0))),
+        ],
+    ));
+    assert_eq!(kinds(&i)[0], format!("team-a|e1|bigbang:{}:0", stage("s1")));
+    assert_eq!(i.len(), 2, "{:?}", kinds(&i));
+    assert!(matches!(
+        i[0].kind,
+        IntentKind::CommentBigBang {
+            new_certificate_age_hours: 2,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn moving_a_stage_to_another_expiring_certificate_closes_one_and_opens_the_other() {
+    let mut old = Run::default();
+    let mut new = Run::default();
+    old.feed(&present("c1", 50.0, 100.0, vec![user("s1", A, None)]));
+    new.feed(&present("c2", 50.0, 80.0, vec![]));
+    assert_eq!(new.state(), CertState::Unused);
+    let i = old.feed(&with_departed(
+        present("c1", 55.0, 100.0, vec![]),
+        vec![("s1", switched_to("c2", Some(40.0)))],
+    ));
+    assert_eq!(kinds(&i), ["team-a|e1|resolve"]);
+    let i = new.feed(&present("c2", 55.0, 80.0, vec![user("s1", A, None)]));
+    assert_eq!(kinds(&i), ["team-a|e1|open", "team-a|e1|escalate:30"]);
+    assert_ne!(i[0].key, old.episode(A).id.to_string());
+    assert_eq!(
+        new.state(),
+        CertState::Expiring {
+            step_days: Some(30)
+        }
+    );
+}
+
+#[test]
+fn two_owners_one_rotates_the_other_stays_open() {
+    let mut r = Run::default();
+    r.feed(&present(
+        "c1",
+        50.0,
+        100.0,
+        vec![user("s1", A, None), user("s2", B, None)],
+    ));
+    let i = r.feed(&with_departed(
+        present("c1", 55.0, 100.0, vec![user("s2", B, None)]),
+        vec![("s1", switched_to("c2", Some(40.0)))],
+    ));
+    assert_eq!(kinds(&i), ["team-a|e1|resolve"]);
+    assert!(!r.episode(A).is_open());
+    assert!(r.episode(B).is_open());
+    assert_eq!(r.state(), CertState::Expiring { step_days: None });
+    let i = r.feed(&present("c1", 71.0, 100.0, vec![user("s2", B, None)]));
+    assert_eq!(kinds(&i), ["team-b|e2|escalate:30"]);
+}
+
+#[test]
+fn an_older_observation_is_ignored() {
+    let mut r = Run::default();
+    r.feed(&present("c1", 50.0, 100.0, vec![user("s1", A, None)]));
+    let before = r.rec().clone();
+    let d = decide(
+        Some(&before),
+        &present("c1", 49.0, 100.0, vec![]),
+        &Policy::default(),
+        at(60.0),
+    );
+    assert!(d.stale);
+    assert!(d.intents.is_empty());
+    assert_eq!(d.record, before);
+}
+
+#[test]
+fn replaying_the_same_observation_changes_nothing() {
+    let mut r = Run::default();
+    let obs = with_departed(
+        present("c1", 90.0, 100.0, vec![user("s2", B, Some("p"))]),
+        vec![("s1", switched_to("c2", Some(89.5)))],
+    );
+    r.feed(&present(
+        "c1",
+        50.0,
+        100.0,
+        vec![user("s1", A, Some("p")), user("s2", B, Some("p"))],
+    ));
+    assert!(!r.feed(&obs).is_empty());
+    let before = r.rec().clone();
+    assert!(r.feed(&obs).is_empty());
+    assert_eq!(r.rec(), &before);
+}
+
+#[test]
+fn a_certificate_that_disappears_and_reappears_gets_a_new_episode() {
+    let mut r = Run::default();
+    r.feed(&present("c1", 50.0, 100.0, vec![user("s1", A, None)]));
+    r.feed(&gone("c1", 51.0));
+    let i = r.feed(&present("c1", 52.0, 100.0, vec![user("s1", A, None)]));
+    assert_eq!(kinds(&i), ["team-a|e2|open"]);
+    assert_eq!(r.state(), CertState::Expiring { step_days: None });
+    let changes: Vec<&'static str> = r
+        .rec()
+        .history
+        .iter()
+        .filter_map(|t| match &t.event {
+            TransitionEvent::StateChanged { to, .. } => Some(to.name()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, ["expiring", "deleted", "expiring"]);
+    // Gone then gone again: nothing new.
+    r.feed(&gone("c1", 53.0));
+    assert!(r.feed(&gone("c1", 54.0)).is_empty());
+}
+
+#[test]
+fn gone_first_records_a_deleted_certificate() {
+    let mut r = Run::default();
+    assert!(r.feed(&gone("c9", 1.0)).is_empty());
+    assert_eq!(r.state(), CertState::Deleted);
+    assert_eq!(r.rec().not_after, None);
+}
+
+#[test]
+fn a_tag_change_moves_the_ticket_to_the_new_owner() {
+    let mut r = Run::default();
+    r.feed(&present("c1", 50.0, 100.0, vec![user("s1", A, None)]));
+    let i = r.feed(&present("c1", 52.0, 100.0, vec![user("s1", B, None)]));
+    assert_eq!(kinds(&i), ["team-a|e1|resolve", "team-b|e2|open"]);
+    assert_eq!(
+        r.episode(A).resolution,
+        Some(Resolution::OwnerChanged {
+            to: B.map(str::to_string)
+        })
+    );
+    // Not a rotation: the certificate is still in use, so no clean-up is owed.
+    assert_eq!(r.state(), CertState::Expiring { step_days: None });
+}
+
+#[test]
+fn unowned_stages_share_one_default_route_episode() {
+    let mut r = Run::default();
+    let i = r.feed(&present(
+        "c1",
+        50.0,
+        100.0,
+        vec![user("s1", None, None), user("s2", None, None)],
+    ));
+    assert_eq!(kinds(&i), ["-|e1|open"]);
+    assert_eq!(i[0].owner, None);
+}
+
+#[test]
+fn stages_joining_and_leaving_an_open_ticket_update_it() {
+    let mut r = Run::default();
+    r.feed(&present("c1", 50.0, 100.0, vec![user("s1", A, None)]));
+    let i = r.feed(&present(
+        "c1",
+        51.0,
+        100.0,
+        vec![user("s1", A, None), user("s2", A, Some("acme"))],
+    ));
+    assert_eq!(
+        kinds(&i),
+        ["team-a|e1|stages:1", "team-a|e1|partner:acme:window"]
+    );
+    let i = r.feed(&with_departed(
+        present("c1", 52.0, 100.0, vec![user("s2", A, Some("acme"))]),
+        vec![("s1", StageFate::Deleted)],
+    ));
+    assert_eq!(kinds(&i), ["team-a|e1|stages:2"]);
+    assert_eq!(r.episode(A).departures.len(), 1);
+}
+
+#[test]
+fn unused_certificates_never_alarm() {
+    let mut r = Run::default();
+    assert!(r.feed(&present("c1", 50.0, 100.0, vec![])).is_empty());
+    assert!(r.feed(&present("c1", 101.0, 100.0, vec![])).is_empty());
+    assert_eq!(r.state(), CertState::Unused);
+}
+
+#[test]
+fn managed_acm_certificates_follow_their_renewal() {
+    let managed = |p: bool, f: bool| RenewalOutlook::Managed {
+        renewal_in_progress: p,
+        renewal_failing: f,
+    };
+    let mut r = Run::default();
+    let u = || vec![user("s1", A, None)];
+    // In the window but renewing: fine.
+    assert!(
+        r.feed(&with_renewal(
+            present("c1", 50.0, 100.0, u()),
+            managed(true, false)
+        ))
+        .is_empty()
+    );
+    assert_eq!(r.state(), CertState::Healthy);
+    // Renewal failing, even far from expiry: at risk.
+    let mut r = Run::default();
+    let i = r.feed(&with_renewal(
+        present("c1", 0.0, 100.0, u()),
+        managed(false, true),
+    ));
+    assert_eq!(kinds(&i), ["team-a|e1|open"]);
+    // A renewal under way does not close the ticket by itself...
+    assert!(
+        r.feed(&with_renewal(
+            present("c1", 50.0, 100.0, u()),
+            managed(true, false)
+        ))
+        .is_empty()
+    );
+    // ...the new not_after does.
+    let i = r.feed(&with_renewal(
+        present("c1", 51.0, 465.0, u()),
+        managed(false, false),
+    ));
+    assert_eq!(kinds(&i), ["team-a|e1|resolve"]);
+    assert_eq!(
+        r.episode(A).resolution,
+        Some(Resolution::Renewed {
+            not_after: at(465.0)
+        })
+    );
+    assert_eq!(r.state(), CertState::Healthy);
+    assert!(
+        r.rec()
+            .history
+            .iter()
+            .any(|t| matches!(t.event, TransitionEvent::NotAfterChanged { .. }))
+    );
+}
+
+#[test]
+fn a_stage_coming_back_after_rotation_leaves_rotated_away() {
+    let mut r = Run::default();
+    r.feed(&present("c1", 50.0, 100.0, vec![user("s1", A, None)]));
+    r.feed(&present("c1", 51.0, 100.0, vec![]));
+    assert!(matches!(r.state(), CertState::RotatedAway { .. }));
+    let i = r.feed(&present("c1", 52.0, 100.0, vec![user("s1", A, None)]));
+    assert_eq!(kinds(&i), ["team-a|e2|open"]);
+    r.feed(&present("c1", 53.0, 100.0, vec![]));
+    assert_eq!(
+        r.state(),
+        CertState::RotatedAway {
+            since: at(53.0),
+            reminded: false
+        }
+    );
+    let i = r.feed(&present("c1", 67.0, 100.0, vec![]));
+    assert_eq!(kinds(&i), ["team-a|e1|cleanup", "team-a|e2|cleanup"]);
+}
+
+#[test]
+fn decisions_are_deterministic_and_keys_stable() {
+    let obs = present(
+        "c1",
+        90.0,
+        100.0,
+        vec![user("s1", A, Some("x")), user("s2", B, None)],
+    );
+    let p = Policy::default();
+    let a = decide(None, &obs, &p, at(90.1));
+    let b = decide(None, &obs, &p, at(90.1));
+    assert_eq!(a, b);
+    assert!(
+        a.intents
+            .iter()
+            .all(|i| i.key.starts_with("111122223333/eu-west-1/c1|"))
+    );
+    assert_eq!(a.record.intents_emitted, a.intents.len() as u64);
+}
