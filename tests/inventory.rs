@@ -10,7 +10,8 @@ use support::*;
 const FAST: &str = r#"
 [aws]
 regions = ["us-east-1"]
-accounts = [{ id = "123456789012" }]
+[aws.accounts]
+list = [{ id = "123456789012" }]
 [aws.rate_limit]
 requests_per_second = 10000.0
 burst = 1000
@@ -293,8 +294,8 @@ fn roles_are_assumed_in_each_account() {
     fake.seed(json!({"account": "123456789012",
         "certificates": [{"id": "ambient123", "not_after": days_from_now(30)}]}));
     let config = config_file(&FAST.replace(
-        "accounts = [{ id = \"123456789012\" }]",
-        "accounts = [\n  { id = \"111111111111\", role_arn = \"arn:aws:iam::111111111111:role/certsentinel-read\", name = \"prod\" },\n  { id = \"222222222222\", role_arn = \"arn:aws:iam::222222222222:role/certsentinel-read\", external_id = \"s3cr3t-value\" },\n]",
+        "list = [{ id = \"123456789012\" }]",
+        "list = [\n  { id = \"111111111111\", role_arn = \"arn:aws:iam::111111111111:role/certsentinel-read\", name = \"prod\" },\n  { id = \"222222222222\", role_arn = \"arn:aws:iam::222222222222:role/certsentinel-read\", external_id = \"s3cr3t-value\" },\n]",
     ));
     let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), Some(&moto)), &config);
     assert_eq!(code, 0, "{stderr}");

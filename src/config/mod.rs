@@ -17,7 +17,14 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 pub const ENV_PREFIX: &str = "CERTSENTINEL";
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["aws.regions", "ownership.owner_tag_keys"];
+const LIST_KEYS: &[&str] = &[
+    "aws.regions",
+    "aws.accounts.exclude",
+    "ownership.owner_tag_keys",
+];
+
+/// The `aws.regions` entry that means "every region enabled for the account".
+pub const ENABLED_REGIONS: &str = "enabled";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -77,12 +84,36 @@ pub struct StoreSettings {
 #[serde(deny_unknown_fields)]
 pub struct AwsSettings {
     pub regions: Vec<String>,
-    pub accounts: Vec<AccountSettings>,
+    pub accounts: AccountsSettings,
     pub role_session_name: String,
     pub call_timeout_secs: u64,
     pub parallel_targets: usize,
     pub rate_limit: RateLimitSettings,
     pub retry: RetrySettings,
+}
+
+/// How the accounts to scan are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Discovery {
+    /// The accounts in `aws.accounts.list` (none: the ambient credentials' account).
+    List,
+    /// Every active account of the AWS Organization, each reached through `role_name`.
+    Organization,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsSettings {
+    pub discover: Discovery,
+    pub list: Vec<AccountSettings>,
+    /// Organization discovery: the role assumed in every discovered account.
+    pub role_name: String,
+    /// Organization discovery: the external id that role requires, if any.
+    #[serde(default)]
+    pub external_id: Option<Secret>,
+    /// Organization discovery: account ids not to scan.
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,10 +231,11 @@ impl Settings {
             );
         }
         for (i, region) in self.aws.regions.iter().enumerate() {
-            let ok = !region.is_empty()
-                && region
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            let ok = region == ENABLED_REGIONS
+                || !region.is_empty()
+                    && region
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             if !ok {
                 return invalid(
                     &format!("aws.regions[{i}]"),
@@ -211,10 +243,49 @@ impl Settings {
                 );
             }
         }
-        for (i, account) in self.aws.accounts.iter().enumerate() {
+        let enabled = self.aws.regions.iter().any(|r| r == ENABLED_REGIONS);
+        if enabled && self.aws.regions.len() > 1 {
+            return invalid(
+                "aws.regions",
+                format!(
+                    "\"{ENABLED_REGIONS}\" stands alone: it means every region enabled for each account"
+                ),
+            );
+        }
+        if self.aws.accounts.discover == Discovery::Organization
+            && !self.aws.accounts.list.is_empty()
+        {
+            return invalid(
+                "aws.accounts.list",
+                "must be empty when aws.accounts.discover = \"organization\" (the organization gives the accounts; use aws.accounts.exclude to skip some)".into(),
+            );
+        }
+        let role_name_ok = !self.aws.accounts.role_name.is_empty()
+            && self.aws.accounts.role_name.len() <= 64
+            && self
+                .aws
+                .accounts
+                .role_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c));
+        if !role_name_ok {
+            return invalid(
+                "aws.accounts.role_name",
+                format!("'{}' is not an IAM role name", self.aws.accounts.role_name),
+            );
+        }
+        for (i, id) in self.aws.accounts.exclude.iter().enumerate() {
+            if id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit()) {
+                return invalid(
+                    &format!("aws.accounts.exclude[{i}]"),
+                    format!("'{id}' is not a 12-digit AWS account id"),
+                );
+            }
+        }
+        for (i, account) in self.aws.accounts.list.iter().enumerate() {
             if account.id.len() != 12 || !account.id.chars().all(|c| c.is_ascii_digit()) {
                 return invalid(
-                    &format!("aws.accounts[{i}].id"),
+                    &format!("aws.accounts.list[{i}].id"),
                     format!("'{}' is not a 12-digit AWS account id", account.id),
                 );
             }
@@ -225,7 +296,7 @@ impl Settings {
                     || arn.starts_with(&expected.replace("arn:aws:", "arn:aws-cn:"));
                 if !in_partition {
                     return invalid(
-                        &format!("aws.accounts[{i}].role_arn"),
+                        &format!("aws.accounts.list[{i}].role_arn"),
                         format!(
                             "'{arn}' is not a role of account {} ({expected}NAME)",
                             account.id
@@ -430,7 +501,7 @@ mod tests {
         let file = dir.path().join("c.toml");
         std::fs::write(
             &file,
-            "[aws]\naccounts = [{ id = \"111122223333\", role_arn = \"arn:aws:iam::111122223333:role/r\", external_id = \"hunter2\" }]\n",
+            "[aws.accounts]\nlist = [{ id = \"111122223333\", role_arn = \"arn:aws:iam::111122223333:role/r\", external_id = \"hunter2\" }]\n",
         )
         .unwrap();
         let s = Settings::load_with_env(Some(&file), env(&[])).unwrap();
@@ -439,7 +510,11 @@ mod tests {
         assert!(shown.contains("[redacted]"));
         assert!(!format!("{s:?}").contains("hunter2"));
         assert_eq!(
-            s.aws.accounts[0].external_id.as_ref().unwrap().expose(),
+            s.aws.accounts.list[0]
+                .external_id
+                .as_ref()
+                .unwrap()
+                .expose(),
             "hunter2"
         );
     }

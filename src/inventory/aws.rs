@@ -10,7 +10,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
-use crate::config::{AccountSettings, AwsSettings};
+use super::call::{CallError, CallGate};
+use crate::config::{AccountSettings, AccountsSettings, AwsSettings};
 
 /// An account to scan, with the SDK configuration that reaches it (credentials resolved).
 #[derive(Clone, Debug)]
@@ -127,4 +128,76 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+/// Lists the active accounts of the AWS Organization the ambient credentials can read, as the
+/// accounts to scan: each reached by assuming `role_name`, minus `exclude`.
+pub async fn discover_organization(
+    base: &SdkConfig,
+    gate: &CallGate,
+    accounts: &AccountsSettings,
+) -> Result<Vec<AccountSettings>, CallError> {
+    let client = aws_sdk_organizations::Client::new(base);
+    let mut found = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = gate
+            .call("ListAccounts", || {
+                client.list_accounts().set_next_token(next.clone()).send()
+            })
+            .await?;
+        for account in page.accounts() {
+            let Some(id) = account.id() else { continue };
+            // `State` supersedes the deprecated `Status`; either says whether it is usable.
+            #[allow(deprecated)]
+            let active = match (account.state(), account.status()) {
+                (Some(state), _) => state.as_str() == "ACTIVE",
+                (None, Some(status)) => status.as_str() == "ACTIVE",
+                (None, None) => true,
+            };
+            if !active || accounts.exclude.iter().any(|e| e == id) {
+                continue;
+            }
+            let partition = account
+                .arn()
+                .and_then(|arn| arn.split(':').nth(1))
+                .unwrap_or("aws");
+            found.push(AccountSettings {
+                id: id.to_string(),
+                role_arn: Some(format!(
+                    "arn:{partition}:iam::{id}:role/{}",
+                    accounts.role_name
+                )),
+                external_id: accounts.external_id.clone(),
+                name: account.name().map(str::to_string),
+            });
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_string()),
+            _ => return Ok(found),
+        }
+    }
+}
+
+/// The regions enabled for an account (opt-in regions only once opted in), read with the
+/// account's own credentials.
+pub async fn enabled_regions(
+    session: &AccountSession,
+    gate: &CallGate,
+) -> Result<Vec<String>, CallError> {
+    let client = aws_sdk_ec2::Client::new(&session.sdk);
+    let out = gate
+        .call("DescribeRegions", || client.describe_regions().send())
+        .await?;
+    let mut regions: Vec<String> = out
+        .regions()
+        .iter()
+        .filter(|r| {
+            r.opt_in_status()
+                .is_none_or(|s| s == "opt-in-not-required" || s == "opted-in")
+        })
+        .filter_map(|r| r.region_name().map(str::to_string))
+        .collect();
+    regions.sort();
+    Ok(regions)
 }

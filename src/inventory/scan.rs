@@ -24,7 +24,7 @@ use super::model::{
 };
 use super::owner::OwnershipRules;
 use super::pem::effective_expiry;
-use crate::config::Settings;
+use crate::config::{Discovery, ENABLED_REGIONS, Settings};
 
 /// Receives progress of a long scan (the CLI draws a bar on a terminal).
 pub trait Progress: Send + Sync {
@@ -129,50 +129,92 @@ fn failure_kind_name(kind: Option<FailureKind>) -> &'static str {
 pub async fn scan_all(settings: &Settings, progress: Arc<dyn Progress>) -> Scan {
     let started_at = Utc::now();
     let base = aws::base_config(&settings.aws).await;
-    let opened: Vec<Result<AccountSession, AccountFailure>> = if settings.aws.accounts.is_empty() {
-        vec![aws::open_ambient(&base).await]
-    } else {
-        stream::iter(settings.aws.accounts.iter())
-            .map(|a| aws::open_account(&base, a, &settings.aws.role_session_name))
-            .buffered(settings.aws.parallel_targets)
-            .collect()
-            .await
-    };
-
     let mut targets = Vec::new();
-    let mut sessions = Vec::new();
-    for account in opened {
-        match account {
-            Ok(session) => sessions.push(session),
-            Err(failure) => {
-                tracing::warn!(account = %failure.id, reason = %failure.reason, "account skipped");
-                for region in &settings.aws.regions {
-                    targets.push(TargetReport {
-                        account: failure.id.clone(),
-                        account_name: failure.name.clone(),
-                        region: region.clone(),
-                        status: TargetStatus::Failed {
-                            reason_kind: "unreachable".into(),
-                            error: failure.reason.clone(),
-                        },
-                        calls: BTreeMap::new(),
-                        counts: TargetCounts::default(),
-                    });
+    let failed_target =
+        |account: &str, name: Option<String>, region: &str, reason: String| TargetReport {
+            account: account.to_string(),
+            account_name: name,
+            region: region.to_string(),
+            status: TargetStatus::Failed {
+                reason_kind: "unreachable".into(),
+                error: reason,
+            },
+            calls: BTreeMap::new(),
+            counts: TargetCounts::default(),
+        };
+
+    // Which accounts: the list, the ambient account, or the organization's.
+    let accounts: Option<Vec<crate::config::AccountSettings>> = match settings.aws.accounts.discover
+    {
+        Discovery::List if settings.aws.accounts.list.is_empty() => None,
+        Discovery::List => Some(settings.aws.accounts.list.clone()),
+        Discovery::Organization => {
+            let gate = CallGate::new(&settings.aws.rate_limit, &settings.aws.retry);
+            match aws::discover_organization(&base, &gate, &settings.aws.accounts).await {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    tracing::error!(error = %e, "organization discovery failed");
+                    targets.push(failed_target(
+                        "organization",
+                        None,
+                        "*",
+                        format!("could not list the organization's accounts: {e}"),
+                    ));
+                    Some(Vec::new())
                 }
             }
         }
+    };
+    let opened: Vec<Result<AccountSession, AccountFailure>> = match accounts {
+        None => vec![aws::open_ambient(&base).await],
+        Some(list) => {
+            stream::iter(list.iter())
+                .map(|a| aws::open_account(&base, a, &settings.aws.role_session_name))
+                .buffered(settings.aws.parallel_targets)
+                .collect()
+                .await
+        }
+    };
+
+    // Which regions of each account: the list, or those enabled for it.
+    let mut work: Vec<(AccountSession, String)> = Vec::new();
+    let discover_regions = settings.aws.regions.iter().any(|r| r == ENABLED_REGIONS);
+    for account in opened {
+        let session = match account {
+            Ok(session) => session,
+            Err(failure) => {
+                tracing::warn!(account = %failure.id, reason = %failure.reason, "account skipped");
+                for region in &settings.aws.regions {
+                    targets.push(failed_target(
+                        &failure.id,
+                        failure.name.clone(),
+                        region,
+                        failure.reason.clone(),
+                    ));
+                }
+                continue;
+            }
+        };
+        let regions = if discover_regions {
+            let gate = CallGate::new(&settings.aws.rate_limit, &settings.aws.retry);
+            match aws::enabled_regions(&session, &gate).await {
+                Ok(regions) => regions,
+                Err(e) => {
+                    targets.push(failed_target(
+                        &session.id,
+                        session.name.clone(),
+                        ENABLED_REGIONS,
+                        format!("could not list the account's enabled regions: {e}"),
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            settings.aws.regions.clone()
+        };
+        work.extend(regions.into_iter().map(|r| (session.clone(), r)));
     }
 
-    let work: Vec<(AccountSession, String)> = sessions
-        .iter()
-        .flat_map(|s| {
-            settings
-                .aws
-                .regions
-                .iter()
-                .map(move |r| (s.clone(), r.clone()))
-        })
-        .collect();
     let results: Vec<(TargetReport, Option<RegionInventory>)> = stream::iter(work)
         .map(|(session, region)| {
             let progress = progress.clone();

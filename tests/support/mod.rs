@@ -257,10 +257,19 @@ pub struct ConfigFile {
     _dir: tempfile::TempDir,
 }
 
+/// Unless the TOML has its own `[store]`, the state database goes in the same temp dir, so tests
+/// never share one (or leave one in the repository).
 pub fn config_file(toml: &str) -> ConfigFile {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("certsentinel.toml");
-    std::fs::write(&path, toml).unwrap();
+    let mut text = toml.to_string();
+    if !text.contains("[store]") {
+        text.push_str(&format!(
+            "\n[store]\npath = {:?}\n",
+            dir.path().join("state").display().to_string()
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
     ConfigFile { path, _dir: dir }
 }
 
@@ -309,4 +318,174 @@ pub fn wait_for_line(child: &mut Child, pred: impl Fn(&str) -> bool) -> String {
         }
     }
     panic!("the process ended before printing the expected line");
+}
+
+/// Runs the venv's AWS CLI against `endpoint` with sandbox credentials; returns parsed JSON
+/// output (or `Value::Null` for commands that print nothing). Panics with stderr on failure.
+pub fn aws(endpoint: &str, args: &[&str]) -> Value {
+    let out = aws_raw(endpoint, args);
+    assert!(
+        out.status.success(),
+        "aws {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&out.stdout).expect("aws CLI printed JSON")
+    }
+}
+
+/// As [`aws`], returning the raw output whatever the exit code.
+pub fn aws_raw(endpoint: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(venv().join("bin/aws"));
+    sandbox_env(&mut cmd);
+    cmd.args(["--endpoint-url", endpoint, "--output", "json"])
+        .args(args)
+        .output()
+        .expect("run the AWS CLI")
+}
+
+/// A certificate and key PEM pair whose notAfter is `days` from now, made with the venv's
+/// Python `cryptography` (the same library the fake signs with).
+pub fn make_certificate_pem(days: i64, dir: &Path) -> (PathBuf, PathBuf) {
+    let script = r#"
+import datetime as dt, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+days, out = int(sys.argv[1]), sys.argv[2]
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "backend-client.example.com")])
+now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=30)).not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256()))
+open(out + "/cert.pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open(out + "/key.pem", "wb").write(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+"#;
+    let status = Command::new(venv().join("bin/python"))
+        .args(["-c", script, &days.to_string()])
+        .arg(dir)
+        .status()
+        .expect("run python");
+    assert!(status.success());
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// A proxy in front of moto's STS that denies AssumeRole into one account, the way STS does
+/// when the role is missing or its trust policy refuses us (moto assumes any role). Everything
+/// else is forwarded unchanged.
+pub struct AssumeRoleDenier {
+    pub url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    port: u16,
+}
+
+impl AssumeRoleDenier {
+    pub fn start(upstream: &str, denied_account: &str) -> Self {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let upstream = upstream.to_string();
+        let denied = denied_account.to_string();
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let upstream = upstream.clone();
+                let denied = denied.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).is_err() {
+                        return;
+                    }
+                    let mut headers = Vec::new();
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        reader.read_line(&mut line).unwrap();
+                        let line = line.trim_end().to_string();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                            headers.push((k.trim().to_string(), v.trim().to_string()));
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let text = String::from_utf8_lossy(&body).to_string();
+                    let path = request_line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("/")
+                        .to_string();
+                    let (status, content_type, payload) = if text.contains("AssumeRole")
+                        && text.contains(&denied)
+                    {
+                        (403, "text/xml".to_string(), format!(
+                                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/scanner is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::{denied}:role/certsentinel-read</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+                            ).into_bytes())
+                    } else {
+                        let mut req = ureq::post(&format!("{upstream}{path}"));
+                        for (k, v) in &headers {
+                            let skip = ["host", "content-length", "connection"];
+                            if !skip.iter().any(|s| k.eq_ignore_ascii_case(s)) {
+                                req = req.header(k.as_str(), v.as_str());
+                            }
+                        }
+                        let mut resp = req
+                            .config()
+                            .http_status_as_error(false)
+                            .build()
+                            .send(&body[..])
+                            .unwrap();
+                        let ct = resp
+                            .headers()
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("text/xml")
+                            .to_string();
+                        (
+                            resp.status().as_u16(),
+                            ct,
+                            resp.body_mut().read_to_vec().unwrap(),
+                        )
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        payload.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes());
+                    let _ = conn.write_all(&payload);
+                });
+            }
+        });
+        AssumeRoleDenier {
+            url: format!("http://127.0.0.1:{port}"),
+            stop,
+            port,
+        }
+    }
+}
+
+impl Drop for AssumeRoleDenier {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
 }
