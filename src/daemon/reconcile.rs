@@ -39,6 +39,11 @@ pub fn reconcile_scan(
     dry_run: bool,
 ) -> Result<Reconciled, StoreError> {
     let observed_at = scan.started_at;
+    tracing::info!(
+        certificates = scan.certificates().count(),
+        dry_run,
+        "reconciling the scan into the state database"
+    );
     let mut out = Reconciled {
         committed: !dry_run,
         ..Reconciled::default()
@@ -115,5 +120,11 @@ pub fn reconcile_scan(
         }
     }
     flush(&mut pending, &mut out)?;
+    tracing::info!(
+        observations = out.observations,
+        intents = out.intents.len(),
+        committed = out.committed,
+        "reconciled"
+    );
     Ok(out)
 }

@@ -1,0 +1,391 @@
+//! The lifecycle through the user's path: `certsentinel scan --once` reconciles what it finds
+//! into the state database, and changes made with the AWS CLI drive the transitions.
+
+mod support;
+
+use std::io::BufRead;
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use support::*;
+
+const FAST: &str = r#"
+[aws]
+regions = ["us-east-1"]
+[aws.accounts]
+list = [{ id = "123456789012" }]
+[aws.rate_limit]
+requests_per_second = 10000.0
+burst = 1000
+max_concurrency = 16
+[aws.retry]
+initial_backoff_ms = 10
+max_backoff_ms = 200
+max_attempts = 2
+"#;
+
+/// The intents of a scan document, as (type, owner, certificate id) plus the whole intent.
+fn intents(doc: &Value) -> Vec<Value> {
+    doc["reconcile"]["intents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn kinds(doc: &Value) -> Vec<(String, String, String)> {
+    intents(doc)
+        .iter()
+        .map(|i| {
+            (
+                i["kind"]["type"].as_str().unwrap().to_string(),
+                i["owner"].as_str().unwrap_or("-").to_string(),
+                i["certificate"]["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn has(doc: &Value, kind: &str, owner: &str, cert: &str) -> bool {
+    kinds(doc)
+        .iter()
+        .any(|(k, o, c)| k == kind && o == owner && c == cert)
+}
+
+fn state_cmd(config: &ConfigFile, args: &[&str]) -> String {
+    let out = certsentinel(None, None)
+        .arg("--config")
+        .arg(&config.path)
+        .arg("state")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn estate(fake: &FakeControlPlane) {
+    fake.seed(json!({
+        "certificates": [{"id": "oldcert001", "not_after": days_from_now(20), "created_date": days_from_now(-345)}],
+        "rest_apis": [{"id": "orders0001", "name": "orders-api", "stages": [
+            {"name": "prod", "client_certificate_id": "oldcert001", "tags": {"owner": "payments", "partner": "acme"}},
+            {"name": "search", "client_certificate_id": "oldcert001", "tags": {"owner": "search"}}]}]
+    }));
+}
+
+#[test]
+fn a_scan_commits_its_intents_once_and_the_state_commands_read_them() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let config = config_file(FAST);
+
+    let (code, first, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(first["reconcile"]["committed"], true);
+    for owner in ["payments", "search"] {
+        assert!(
+            has(&first, "open_ticket", owner, "oldcert001"),
+            "{:?}",
+            kinds(&first)
+        );
+        assert!(
+            has(&first, "escalate", owner, "oldcert001"),
+            "{:?}",
+            kinds(&first)
+        );
+    }
+    assert!(has(&first, "partner_email", "payments", "oldcert001"));
+
+    let (code, second, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        intents(&second),
+        Vec::<Value>::new(),
+        "nothing is decided twice"
+    );
+
+    let listed = state_cmd(&config, &["list", "--format", "json"]);
+    let rows: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(rows[0]["id"], "oldcert001");
+    assert_eq!(rows[0]["band"], "expiring");
+    assert_eq!(rows[0]["open_episodes"], 2);
+    assert_eq!(rows[0]["owners"], json!(["payments", "search"]));
+    let filtered = state_cmd(&config, &["list", "--band", "healthy", "--format", "json"]);
+    assert_eq!(serde_json::from_str::<Value>(&filtered).unwrap(), json!([]));
+    let by_owner = state_cmd(&config, &["list", "--owner", "search"]);
+    assert!(by_owner.contains("oldcert001"), "{by_owner}");
+
+    let shown: Value = serde_json::from_str(&state_cmd(&config, &["show", "oldcert001"])).unwrap();
+    let episodes = shown["record"]["episodes"].as_array().unwrap();
+    assert_eq!(episodes.len(), 2);
+    assert!(!shown["record"]["history"].as_array().unwrap().is_empty());
+    assert_eq!(
+        shown["pending_intents"].as_array().unwrap().len(),
+        intents(&first).len(),
+        "every committed intent waits in the outbox"
+    );
+
+    let export = state_cmd(&config, &["export"]);
+    let lines: Vec<Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["key"]["id"], "oldcert001");
+}
+
+#[test]
+fn a_dry_run_decides_the_same_and_commits_nothing() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let config = config_file(FAST);
+    let mut cmd = certsentinel(Some(&fake), None);
+    cmd.arg("--config")
+        .arg(&config.path)
+        .args(["scan", "--once", "--format", "json", "--dry-run"]);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success());
+    let dry: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["reconcile"]["committed"], false);
+    assert!(!intents(&dry).is_empty());
+    let (_, real, _) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(kinds(&dry), kinds(&real), "a dry run left nothing behind");
+}
+
+#[test]
+fn a_rotation_done_with_the_aws_cli_resolves_one_owners_ticket_and_flags_the_big_bang() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let config = config_file(FAST);
+    let (code, _, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+
+    // The payments team generates a successor and switches its stage at once.
+    let new = aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "generate-client-certificate",
+            "--description",
+            "successor",
+        ],
+    );
+    let new_id = new["clientCertificateId"].as_str().unwrap();
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "update-stage",
+            "--rest-api-id",
+            "orders0001",
+            "--stage-name",
+            "prod",
+            "--patch-operations",
+            &format!("op=replace,path=/clientCertificateId,value={new_id}"),
+        ],
+    );
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    let resolve = intents(&doc)
+        .into_iter()
+        .find(|i| i["kind"]["type"] == "resolve_ticket")
+        .expect("a resolve intent");
+    assert_eq!(resolve["owner"], "payments");
+    assert_eq!(resolve["certificate"]["id"], "oldcert001");
+    assert_eq!(resolve["kind"]["how"]["how"], "switched_to", "{resolve}");
+    assert_eq!(
+        resolve["kind"]["how"]["certificate"]["id"], new_id,
+        "{resolve}"
+    );
+    assert!(
+        has(&doc, "comment_big_bang", "payments", "oldcert001"),
+        "{:?}",
+        kinds(&doc)
+    );
+    assert!(
+        !has(&doc, "resolve_ticket", "search", "oldcert001"),
+        "search still depends on it"
+    );
+    assert!(
+        has(&doc, "partner_email", "payments", "oldcert001"),
+        "cut-over email to the partner"
+    );
+
+    // Then search's stage is deleted: its ticket closes, and the old certificate waits for clean-up.
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "delete-stage",
+            "--rest-api-id",
+            "orders0001",
+            "--stage-name",
+            "search",
+        ],
+    );
+    let (_, doc, _) = scan_json(certsentinel(Some(&fake), None), &config);
+    let resolve = intents(&doc)
+        .into_iter()
+        .find(|i| i["kind"]["type"] == "resolve_ticket")
+        .expect("search's ticket resolves");
+    assert_eq!(resolve["owner"], "search");
+    assert_eq!(resolve["kind"]["how"]["how"], "stage_deleted", "{resolve}");
+    let shown: Value = serde_json::from_str(&state_cmd(&config, &["show", "oldcert001"])).unwrap();
+    assert_eq!(shown["record"]["state"]["state"], "rotated_away");
+}
+
+#[test]
+fn a_tag_change_moves_the_ticket_to_the_new_owner() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let config = config_file(FAST);
+    scan_json(certsentinel(Some(&fake), None), &config);
+    let arn = "arn:aws:apigateway:us-east-1::/restapis/orders0001/stages/search";
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "tag-resource",
+            "--resource-arn",
+            arn,
+            "--tags",
+            "owner=discovery",
+        ],
+    );
+    let (_, doc, _) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert!(
+        has(&doc, "resolve_ticket", "search", "oldcert001"),
+        "{:?}",
+        kinds(&doc)
+    );
+    assert!(
+        has(&doc, "open_ticket", "discovery", "oldcert001"),
+        "{:?}",
+        kinds(&doc)
+    );
+    assert!(!has(&doc, "resolve_ticket", "payments", "oldcert001"));
+}
+
+#[test]
+fn what_a_failed_scan_could_not_read_is_never_resolved_or_deleted() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let config = config_file(FAST);
+    scan_json(certsentinel(Some(&fake), None), &config);
+
+    // The certificate and its stages really are gone, but the region cannot be read in full.
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "delete-rest-api",
+            "--rest-api-id",
+            "orders0001",
+        ],
+    );
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "delete-client-certificate",
+            "--client-certificate-id",
+            "oldcert001",
+        ],
+    );
+    fake.fault("GetRestApis", "error", 1000, 0);
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(intents(&doc), Vec::<Value>::new());
+    let shown: Value = serde_json::from_str(&state_cmd(&config, &["show", "oldcert001"])).unwrap();
+    assert_eq!(shown["record"]["state"]["state"], "expiring");
+
+    // Once the region reads again, the deletion is observed and both tickets resolve.
+    ureq::post(&format!("{}/_fake/reset", fake.url))
+        .send_empty()
+        .unwrap();
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        has(&doc, "resolve_ticket", "payments", "oldcert001"),
+        "{:?}",
+        kinds(&doc)
+    );
+    assert!(has(&doc, "resolve_ticket", "search", "oldcert001"));
+    let shown: Value = serde_json::from_str(&state_cmd(&config, &["show", "oldcert001"])).unwrap();
+    assert_eq!(shown["record"]["state"]["state"], "deleted");
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_large_reconcile_leaves_every_certificate_whole() {
+    use certsentinel::store::{SledStore, Store};
+
+    let fake = FakeControlPlane::start();
+    const N: usize = 6_000;
+    let certificates: Vec<Value> = (0..N)
+        .map(|i| json!({"id": format!("k{i:09}"), "not_after": days_from_now(20)}))
+        .collect();
+    let apis: Vec<Value> = (0..N / 100)
+        .map(|j| {
+            let stages: Vec<Value> = (0..100)
+                .map(|k| json!({"name": format!("s{k}"), "client_certificate_id": format!("k{:09}", j * 100 + k),
+                                "tags": {"owner": format!("team{}", k % 7)}}))
+                .collect();
+            json!({"id": format!("a{j:09}"), "name": format!("api-{j}"), "stages": stages})
+        })
+        .collect();
+    fake.seed(json!({"certificates": certificates, "rest_apis": apis}));
+
+    let mut landed_mid_commit = false;
+    for attempt in 0..4u64 {
+        let config = config_file(FAST);
+        let mut child = certsentinel(Some(&fake), None)
+            .arg("--config")
+            .arg(&config.path)
+            .args(["--log-format", "json", "scan", "--once", "--format", "json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        for line in stderr.lines() {
+            if line.unwrap().contains("reconciling the scan") {
+                break;
+            }
+        }
+        // Somewhere inside the commit phase, which lasts seconds at this size.
+        std::thread::sleep(std::time::Duration::from_millis(300 + 400 * attempt));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let store_path = config.path.parent().unwrap().join("state");
+        let store = SledStore::open(&store_path, 8 << 20).expect("the store reopens after SIGKILL");
+        let records: Vec<_> = store.records().collect::<Result<_, _>>().unwrap();
+        let pending = store.outbox_pending().unwrap();
+        for record in &records {
+            let queued = pending
+                .iter()
+                .filter(|e| e.intent.certificate == record.key)
+                .count() as u64;
+            assert_eq!(
+                queued, record.intents_emitted,
+                "{}: its record and its intents are committed together or not at all",
+                record.key
+            );
+            assert!(record.intents_emitted > 0);
+        }
+        assert!(
+            pending
+                .iter()
+                .all(|e| records.iter().any(|r| r.key == e.intent.certificate)),
+            "no intent without its record"
+        );
+        if !records.is_empty() && records.len() < N {
+            landed_mid_commit = true;
+            break;
+        }
+    }
+    assert!(landed_mid_commit, "no kill landed inside the commit phase");
+}
