@@ -223,3 +223,42 @@ burst = 1000
     }
     assert_eq!(doc["certificates"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn enabled_regions_are_read_per_account_and_scanned() {
+    let fake = FakeControlPlane::start();
+    // The fake's account service: us-east-1 enabled by default, ap-east-1 opted in,
+    // af-south-1 not opted in.
+    for region in ["us-east-1", "ap-east-1", "af-south-1"] {
+        fake.seed(json!({"region": region,
+            "certificates": [{"id": format!("c-{region}"), "not_after": days_from_now(50)}]}));
+    }
+    let config = config_file(&FAST.replace("regions = [\"us-east-1\"]", "regions = [\"enabled\"]"));
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    let regions: Vec<&str> = doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["region"].as_str().unwrap())
+        .collect();
+    assert!(
+        regions.contains(&"ap-east-1") && regions.contains(&"us-east-1"),
+        "{regions:?}"
+    );
+    assert!(!regions.contains(&"af-south-1"), "{regions:?}");
+    assert_eq!(
+        regions.len(),
+        7,
+        "the six default regions and the opted-in one"
+    );
+    let ids: Vec<&str> = doc["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&"c-ap-east-1") && ids.contains(&"c-us-east-1"));
+    assert_eq!(fake.calls_of("account:ListRegions"), 1);
+}

@@ -66,4 +66,4 @@ api="$("$venv/bin/aws" --endpoint-url "$fake_url" apigateway get-rest-apis \
 "$venv/bin/aws" --endpoint-url "$fake_url" apigateway update-stage --rest-api-id "$api" \
   --stage-name edge --patch-operations "op=replace,path=/clientCertificateId,value=$arn" >/dev/null
 
-cargo run --quiet --release -- --config tests/sandbox.toml scan --once "$@"
+cargo run --quiet -- --config tests/sandbox.toml scan --once "$@"

@@ -179,25 +179,38 @@ pub async fn discover_organization(
     }
 }
 
-/// The regions enabled for an account (opt-in regions only once opted in), read with the
-/// account's own credentials.
+/// The regions enabled for an account (default regions, and opt-in regions once opted in),
+/// read with the account's own credentials through the Account service's ListRegions.
 pub async fn enabled_regions(
     session: &AccountSession,
     gate: &CallGate,
 ) -> Result<Vec<String>, CallError> {
-    let client = aws_sdk_ec2::Client::new(&session.sdk);
-    let out = gate
-        .call("DescribeRegions", || client.describe_regions().send())
-        .await?;
-    let mut regions: Vec<String> = out
-        .regions()
-        .iter()
-        .filter(|r| {
-            r.opt_in_status()
-                .is_none_or(|s| s == "opt-in-not-required" || s == "opted-in")
-        })
-        .filter_map(|r| r.region_name().map(str::to_string))
-        .collect();
+    use aws_sdk_account::types::RegionOptStatus;
+    let client = aws_sdk_account::Client::new(&session.sdk);
+    let mut regions = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = gate
+            .call("ListRegions", || {
+                client
+                    .list_regions()
+                    .region_opt_status_contains(RegionOptStatus::Enabled)
+                    .region_opt_status_contains(RegionOptStatus::EnabledByDefault)
+                    .max_results(50)
+                    .set_next_token(next.clone())
+                    .send()
+            })
+            .await?;
+        regions.extend(
+            page.regions()
+                .iter()
+                .filter_map(|r| r.region_name().map(str::to_string)),
+        );
+        match page.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_string()),
+            _ => break,
+        }
+    }
     regions.sort();
     Ok(regions)
 }

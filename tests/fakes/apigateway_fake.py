@@ -1215,7 +1215,37 @@ def op_v2_delete_stage(fake, p, query, body, m):
 # ---- routing -----------------------------------------------------------------------------------
 # (method, path segments pattern) -> (operation name, handler).  "*" captures one decoded segment.
 
+# The Account service's ListRegions (REST-JSON, `POST /listRegions`), so that "every region
+# enabled for the account" is served by the same fake. A believable slice of AWS's regions:
+# default ones, an opt-in region that was enabled, and opt-in regions that were not.
+REGION_OPT_STATUS = {
+    "us-east-1": "ENABLED_BY_DEFAULT",
+    "us-east-2": "ENABLED_BY_DEFAULT",
+    "us-west-2": "ENABLED_BY_DEFAULT",
+    "eu-west-1": "ENABLED_BY_DEFAULT",
+    "eu-central-1": "ENABLED_BY_DEFAULT",
+    "ap-southeast-2": "ENABLED_BY_DEFAULT",
+    "ap-east-1": "ENABLED",
+    "af-south-1": "DISABLED",
+    "me-south-1": "DISABLED",
+}
+
+
+def op_list_regions(fake, p, query, body, m):
+    req = body_obj(body)
+    wanted = req.get("RegionOptStatusContains")
+    if wanted is not None and (not isinstance(wanted, list) or not all(
+            w in ("ENABLED", "ENABLING", "DISABLING", "DISABLED", "ENABLED_BY_DEFAULT")
+            for w in wanted)):
+        raise bad_request("RegionOptStatusContains must be a list of region opt statuses")
+    regions = [{"RegionName": name, "RegionOptStatus": status}
+               for name, status in sorted(REGION_OPT_STATUS.items())
+               if wanted is None or status in wanted]
+    return 200, json.dumps({"Regions": regions})
+
+
 ROUTES = {
+    ("POST", ("listRegions",)): ("account:ListRegions", op_list_regions),
     ("GET", ("clientcertificates",)): ("GetClientCertificates", op_get_client_certificates),
     ("POST", ("clientcertificates",)): ("GenerateClientCertificate", op_generate_client_certificate),
     ("GET", ("clientcertificates", "*")): ("GetClientCertificate", op_get_client_certificate),

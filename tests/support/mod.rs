@@ -240,7 +240,8 @@ pub fn certsentinel(fake: Option<&FakeControlPlane>, moto: Option<&Moto>) -> Com
     sandbox_env(&mut cmd);
     if let Some(fake) = fake {
         cmd.env("AWS_ENDPOINT_URL_API_GATEWAY", &fake.url)
-            .env("AWS_ENDPOINT_URL_APIGATEWAYV2", &fake.url);
+            .env("AWS_ENDPOINT_URL_APIGATEWAYV2", &fake.url)
+            .env("AWS_ENDPOINT_URL_ACCOUNT", &fake.url);
     }
     if let Some(moto) = moto {
         cmd.env("AWS_ENDPOINT_URL_STS", &moto.url)
