@@ -90,6 +90,8 @@ enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// Run as a daemon: scan on `daemon.schedule`, reconcile into the store, until SIGTERM.
+    Run,
     /// Validate the configuration and print it, secrets redacted.
     CheckConfig,
 }
@@ -120,14 +122,32 @@ fn main() -> ExitCode {
             format,
             dry_run,
         } => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(EXIT_FAILURE);
+            };
+            runtime.block_on(scan_once(&settings, format, dry_run))
+        }
+        Command::Run => {
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(EXIT_FAILURE);
+            };
+            let store = match open_store(&settings) {
+                Ok(s) => std::sync::Arc::new(s),
                 Err(e) => {
-                    eprintln!("certsentinel: could not start the async runtime: {e}");
+                    eprintln!("certsentinel: {e:#}");
                     return ExitCode::from(EXIT_FAILURE);
                 }
             };
-            runtime.block_on(scan_once(&settings, format, dry_run))
+            match runtime.block_on(certsentinel::daemon::run::run(
+                std::sync::Arc::new(settings),
+                store,
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("certsentinel: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
         }
         Command::State { command } => match state(&settings, command) {
             Ok(code) => code,
@@ -311,4 +331,10 @@ fn tempfile_dir_if(condition: bool) -> std::io::Result<Option<tempfile::TempDir>
     } else {
         Ok(None)
     }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| eprintln!("certsentinel: could not start the async runtime: {e}"))
+        .ok()
 }

@@ -68,7 +68,16 @@ pub struct Settings {
     pub ownership: OwnershipSettings,
     pub policy: Policy,
     pub store: StoreSettings,
+    pub daemon: DaemonSettings,
     pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Cron expression with seconds, UTC.
+    pub schedule: String,
+    pub scan_on_start: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -378,6 +387,19 @@ impl Settings {
             return invalid(
                 "store.cache_mb",
                 format!("{} is outside 1..=4096 MiB", self.store.cache_mb),
+            );
+        }
+        if let Err(e) =
+            tokio_cron_scheduler::Job::new_async(self.daemon.schedule.as_str(), |_, _| {
+                Box::pin(async {})
+            })
+        {
+            return invalid(
+                "daemon.schedule",
+                format!(
+                    "'{}' is not a cron expression with seconds, such as \"0 0 */6 * * *\" ({e})",
+                    self.daemon.schedule
+                ),
             );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.level).is_err() {

@@ -3,3 +3,4 @@
 //! here as they arrive.
 
 pub mod reconcile;
+pub mod run;

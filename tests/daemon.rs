@@ -1,0 +1,125 @@
+//! `certsentinel run`: scheduled scans reconciled into the store, and a graceful stop on SIGTERM.
+
+mod support;
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+
+#[test]
+fn the_daemon_scans_on_its_schedule_and_stops_cleanly_on_sigterm() {
+    let fake = FakeControlPlane::start();
+    fake.seed(json!({
+        "certificates": [{"id": "cert000001", "not_after": days_from_now(20)}],
+        "rest_apis": [{"id": "api0000001", "name": "orders",
+                       "stages": [{"name": "prod", "client_certificate_id": "cert000001"}]}]
+    }));
+    let config = config_file(
+        r#"
+[aws]
+regions = ["us-east-1"]
+[aws.accounts]
+list = [{ id = "123456789012" }]
+[aws.rate_limit]
+requests_per_second = 1000.0
+burst = 100
+[daemon]
+schedule = "*/2 * * * * *"
+scan_on_start = true
+"#,
+    );
+    let mut child = certsentinel(Some(&fake), None)
+        .arg("--config")
+        .arg(&config.path)
+        .args(["--log-format", "json", "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<Value>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut finished = Vec::new();
+    while finished.len() < 2 {
+        let event = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the daemon logs a finished scan within 30 s");
+        if event["message"] == "scan finished" {
+            finished.push(event);
+        }
+    }
+    assert_eq!(finished[0]["complete"], true);
+    assert_eq!(finished[0]["certificates"], 1);
+    assert!(
+        finished[0]["intents"].as_u64().unwrap() >= 2,
+        "open + escalate: {}",
+        finished[0]
+    );
+    assert_eq!(
+        finished[1]["intents"], 0,
+        "the next scan decides nothing new"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut stopped = false;
+    for _ in 0..100 {
+        if let Some(code) = child.try_wait().unwrap() {
+            assert!(code.success(), "exit status {code}");
+            stopped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !stopped {
+        let _ = child.kill();
+        panic!("the daemon did not stop within 10 s of SIGTERM");
+    }
+    let messages: Vec<Value> = rx.try_iter().collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["message"] == "certsentinel stopped"),
+        "{messages:?}"
+    );
+
+    // What it committed is there for the state commands.
+    let out = certsentinel(None, None)
+        .arg("--config")
+        .arg(&config.path)
+        .args(["state", "list", "--format", "json"])
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["id"], "cert000001");
+    assert_eq!(rows[0]["open_episodes"], 1);
+}
+
+#[test]
+fn a_bad_schedule_is_a_configuration_error() {
+    let config = config_file("[daemon]\nschedule = \"every tuesday\"\n");
+    let out = certsentinel(None, None)
+        .arg("--config")
+        .arg(&config.path)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("daemon.schedule"));
+}
