@@ -56,6 +56,24 @@ fn to_tags(tags: Option<&HashMap<String, String>>) -> Tags {
         .unwrap_or_default()
 }
 
+fn raw_certificate(
+    id: Option<&str>,
+    description: Option<&str>,
+    pem: Option<&str>,
+    created: Option<&aws_smithy_types::DateTime>,
+    expiration: Option<&aws_smithy_types::DateTime>,
+    tags: Option<&HashMap<String, String>>,
+) -> Option<RawCertificate> {
+    Some(RawCertificate {
+        id: id?.to_string(),
+        description: description.map(str::to_string),
+        pem: pem.map(str::to_string),
+        created_at: to_chrono(created),
+        expiration_date: to_chrono(expiration),
+        tags: to_tags(tags),
+    })
+}
+
 /// Turns "the service says it does not exist" into `Ok(None)`.
 fn absent_is_none<T>(result: Result<T, CallError>) -> Result<Option<T>, CallError> {
     match result {
@@ -83,14 +101,14 @@ impl ControlPlane {
     }
 
     fn raw_certificate(c: &aws_sdk_apigateway::types::ClientCertificate) -> Option<RawCertificate> {
-        Some(RawCertificate {
-            id: c.client_certificate_id()?.to_string(),
-            description: c.description().map(str::to_string),
-            pem: c.pem_encoded_certificate().map(str::to_string),
-            created_at: to_chrono(c.created_date()),
-            expiration_date: to_chrono(c.expiration_date()),
-            tags: to_tags(c.tags()),
-        })
+        raw_certificate(
+            c.client_certificate_id(),
+            c.description(),
+            c.pem_encoded_certificate(),
+            c.created_date(),
+            c.expiration_date(),
+            c.tags(),
+        )
     }
 
     /// Every client certificate, in pages of 500.
@@ -129,14 +147,14 @@ impl ControlPlane {
                 .await,
         )?;
         Ok(out.and_then(|c| {
-            Some(RawCertificate {
-                id: c.client_certificate_id()?.to_string(),
-                description: c.description().map(str::to_string),
-                pem: c.pem_encoded_certificate().map(str::to_string),
-                created_at: to_chrono(c.created_date()),
-                expiration_date: to_chrono(c.expiration_date()),
-                tags: to_tags(c.tags()),
-            })
+            raw_certificate(
+                c.client_certificate_id(),
+                c.description(),
+                c.pem_encoded_certificate(),
+                c.created_date(),
+                c.expiration_date(),
+                c.tags(),
+            )
         }))
     }
 
@@ -189,21 +207,27 @@ impl ControlPlane {
         }))
     }
 
-    fn rest_stage(&self, api: &Api, s: &aws_sdk_apigateway::types::Stage) -> Option<Stage> {
+    /// A stage of `api` as listed; `None` without a name (never the case in practice).
+    fn stage(
+        &self,
+        api: &Api,
+        name: Option<&str>,
+        certificate_ref: Option<&str>,
+        tags: Option<&HashMap<String, String>>,
+    ) -> Option<Stage> {
         Some(Stage {
             key: StageKey {
                 account: self.account.clone(),
                 region: self.region.clone(),
-                kind: StageKind::Rest,
+                kind: api.kind,
                 api_id: api.id.clone(),
-                stage_name: s.stage_name()?.to_string(),
+                stage_name: name?.to_string(),
             },
             api_name: api.name.clone(),
-            certificate_ref: s
-                .client_certificate_id()
+            certificate_ref: certificate_ref
                 .filter(|c| !c.is_empty())
                 .map(str::to_string),
-            tags: to_tags(s.tags()),
+            tags: to_tags(tags),
         })
     }
 
@@ -219,7 +243,9 @@ impl ControlPlane {
         Ok(out.map(|o| {
             o.item()
                 .iter()
-                .filter_map(|s| self.rest_stage(api, s))
+                .filter_map(|s| {
+                    self.stage(api, s.stage_name(), s.client_certificate_id(), s.tags())
+                })
                 .collect()
         }))
     }
@@ -237,23 +263,7 @@ impl ControlPlane {
                 })
                 .await,
         )?;
-        Ok(out.and_then(|s| {
-            Some(Stage {
-                key: StageKey {
-                    account: self.account.clone(),
-                    region: self.region.clone(),
-                    kind: StageKind::Rest,
-                    api_id: api.id.clone(),
-                    stage_name: s.stage_name()?.to_string(),
-                },
-                api_name: api.name.clone(),
-                certificate_ref: s
-                    .client_certificate_id()
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_string),
-                tags: to_tags(s.tags()),
-            })
-        }))
+        Ok(out.and_then(|s| self.stage(api, s.stage_name(), s.client_certificate_id(), s.tags())))
     }
 
     /// Every v2 API, in the largest pages the service accepts; keeps the WebSocket ones.
@@ -314,21 +324,7 @@ impl ControlPlane {
             )?;
             let Some(page) = page else { return Ok(None) };
             stages.extend(page.items().iter().filter_map(|s| {
-                Some(Stage {
-                    key: StageKey {
-                        account: self.account.clone(),
-                        region: self.region.clone(),
-                        kind: StageKind::WebSocket,
-                        api_id: api.id.clone(),
-                        stage_name: s.stage_name()?.to_string(),
-                    },
-                    api_name: api.name.clone(),
-                    certificate_ref: s
-                        .client_certificate_id()
-                        .filter(|c| !c.is_empty())
-                        .map(str::to_string),
-                    tags: to_tags(s.tags()),
-                })
+                self.stage(api, s.stage_name(), s.client_certificate_id(), s.tags())
             }));
             match page.next_token() {
                 Some(t) if !t.is_empty() => next = Some(t.to_string()),
