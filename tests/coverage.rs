@@ -7,20 +7,6 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
-const FAST: &str = r#"
-[aws]
-regions = ["us-east-1"]
-[aws.accounts]
-list = [{ id = "123456789012" }]
-[aws.rate_limit]
-requests_per_second = 10000.0
-burst = 1000
-max_concurrency = 16
-[aws.retry]
-initial_backoff_ms = 10
-max_backoff_ms = 200
-"#;
-
 #[test]
 fn a_certificate_presented_only_by_a_websocket_stage_is_in_use_with_that_stages_owner() {
     let fake = FakeControlPlane::start();

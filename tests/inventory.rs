@@ -6,21 +6,6 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
-/// Rate limits out of the way, so tests measure behaviour, not waiting.
-const FAST: &str = r#"
-[aws]
-regions = ["us-east-1"]
-[aws.accounts]
-list = [{ id = "123456789012" }]
-[aws.rate_limit]
-requests_per_second = 10000.0
-burst = 1000
-max_concurrency = 16
-[aws.retry]
-initial_backoff_ms = 10
-max_backoff_ms = 200
-"#;
-
 fn ceil_div(a: u64, b: u64) -> u64 {
     a.div_ceil(b)
 }

@@ -9,21 +9,6 @@ use std::process::Stdio;
 use serde_json::{Value, json};
 use support::*;
 
-const FAST: &str = r#"
-[aws]
-regions = ["us-east-1"]
-[aws.accounts]
-list = [{ id = "123456789012" }]
-[aws.rate_limit]
-requests_per_second = 10000.0
-burst = 1000
-max_concurrency = 16
-[aws.retry]
-initial_backoff_ms = 10
-max_backoff_ms = 200
-max_attempts = 2
-"#;
-
 /// The intents of a scan document, as (type, owner, certificate id) plus the whole intent.
 fn intents(doc: &Value) -> Vec<Value> {
     doc["reconcile"]["intents"]

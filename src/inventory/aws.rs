@@ -139,44 +139,41 @@ pub async fn discover_organization(
 ) -> Result<Vec<AccountSettings>, CallError> {
     let client = aws_sdk_organizations::Client::new(base);
     let mut found = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let page = gate
-            .call("ListAccounts", || {
-                client.list_accounts().set_next_token(next.clone()).send()
-            })
-            .await?;
-        for account in page.accounts() {
-            let Some(id) = account.id() else { continue };
-            // `State` supersedes the deprecated `Status`; either says whether it is usable.
-            #[allow(deprecated)]
-            let active = match (account.state(), account.status()) {
-                (Some(state), _) => state.as_str() == "ACTIVE",
-                (None, Some(status)) => status.as_str() == "ACTIVE",
-                (None, None) => true,
-            };
-            if !active || accounts.exclude.iter().any(|e| e == id) {
-                continue;
+    gate.paged(
+        "ListAccounts",
+        |next| client.list_accounts().set_next_token(next).send(),
+        |page| {
+            for account in page.accounts() {
+                let Some(id) = account.id() else { continue };
+                // `State` supersedes the deprecated `Status`; either says whether it is usable.
+                #[allow(deprecated)]
+                let active = match (account.state(), account.status()) {
+                    (Some(state), _) => state.as_str() == "ACTIVE",
+                    (None, Some(status)) => status.as_str() == "ACTIVE",
+                    (None, None) => true,
+                };
+                if !active || accounts.exclude.iter().any(|e| e == id) {
+                    continue;
+                }
+                let partition = account
+                    .arn()
+                    .and_then(|arn| arn.split(':').nth(1))
+                    .unwrap_or("aws");
+                found.push(AccountSettings {
+                    id: id.to_string(),
+                    role_arn: Some(format!(
+                        "arn:{partition}:iam::{id}:role/{}",
+                        accounts.role_name
+                    )),
+                    external_id: accounts.external_id.clone(),
+                    name: account.name().map(str::to_string),
+                });
             }
-            let partition = account
-                .arn()
-                .and_then(|arn| arn.split(':').nth(1))
-                .unwrap_or("aws");
-            found.push(AccountSettings {
-                id: id.to_string(),
-                role_arn: Some(format!(
-                    "arn:{partition}:iam::{id}:role/{}",
-                    accounts.role_name
-                )),
-                external_id: accounts.external_id.clone(),
-                name: account.name().map(str::to_string),
-            });
-        }
-        match page.next_token() {
-            Some(t) if !t.is_empty() => next = Some(t.to_string()),
-            _ => return Ok(found),
-        }
-    }
+            page.next_token().map(str::to_string)
+        },
+    )
+    .await?;
+    Ok(found)
 }
 
 /// The regions enabled for an account (default regions, and opt-in regions once opted in),
@@ -188,29 +185,27 @@ pub async fn enabled_regions(
     use aws_sdk_account::types::RegionOptStatus;
     let client = aws_sdk_account::Client::new(&session.sdk);
     let mut regions = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let page = gate
-            .call("ListRegions", || {
-                client
-                    .list_regions()
-                    .region_opt_status_contains(RegionOptStatus::Enabled)
-                    .region_opt_status_contains(RegionOptStatus::EnabledByDefault)
-                    .max_results(50)
-                    .set_next_token(next.clone())
-                    .send()
-            })
-            .await?;
-        regions.extend(
-            page.regions()
-                .iter()
-                .filter_map(|r| r.region_name().map(str::to_string)),
-        );
-        match page.next_token() {
-            Some(t) if !t.is_empty() => next = Some(t.to_string()),
-            _ => break,
-        }
-    }
+    gate.paged(
+        "ListRegions",
+        |next| {
+            client
+                .list_regions()
+                .region_opt_status_contains(RegionOptStatus::Enabled)
+                .region_opt_status_contains(RegionOptStatus::EnabledByDefault)
+                .max_results(50)
+                .set_next_token(next)
+                .send()
+        },
+        |page| {
+            regions.extend(
+                page.regions()
+                    .iter()
+                    .filter_map(|r| r.region_name().map(str::to_string)),
+            );
+            page.next_token().map(str::to_string)
+        },
+    )
+    .await?;
     regions.sort();
     Ok(regions)
 }

@@ -262,6 +262,29 @@ impl CallGate {
         }
     }
 
+    /// Calls a paged operation until a page carries no next token: `fetch` gets the token
+    /// (`None` first), `on_page` takes each page's items and returns its next token.
+    pub async fn paged<O, E, F, Fut>(
+        &self,
+        operation: &'static str,
+        fetch: F,
+        mut on_page: impl FnMut(&O) -> Option<String>,
+    ) -> Result<(), CallError>
+    where
+        F: Fn(Option<String>) -> Fut,
+        Fut: Future<Output = Result<O, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.call(operation, || fetch(token.clone())).await?;
+            match on_page(&page).filter(|t| !t.is_empty()) {
+                Some(next) => token = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// Exponential back-off with "equal jitter": half fixed, half random, capped.
     fn backoff(&self, retry: u32) -> Duration {
         let base = self.retry.initial_backoff_ms.max(1);

@@ -114,24 +114,23 @@ impl ControlPlane {
     /// Every client certificate, in pages of 500.
     pub async fn list_certificates(&self) -> Result<Vec<RawCertificate>, CallError> {
         let mut all = Vec::new();
-        let mut position: Option<String> = None;
-        loop {
-            let page = self
-                .gate
-                .call("GetClientCertificates", || {
+        self.gate
+            .paged(
+                "GetClientCertificates",
+                |position| {
                     self.v1
                         .get_client_certificates()
                         .limit(V1_PAGE_LIMIT)
-                        .set_position(position.clone())
+                        .set_position(position)
                         .send()
-                })
-                .await?;
-            all.extend(page.items().iter().filter_map(Self::raw_certificate));
-            match page.position() {
-                Some(p) if !p.is_empty() => position = Some(p.to_string()),
-                _ => return Ok(all),
-            }
-        }
+                },
+                |page| {
+                    all.extend(page.items().iter().filter_map(Self::raw_certificate));
+                    page.position().map(str::to_string)
+                },
+            )
+            .await?;
+        Ok(all)
     }
 
     /// One client certificate; `None` when the service says it does not exist.
@@ -170,24 +169,23 @@ impl ControlPlane {
     /// Every REST API, in pages of 500, tags inline.
     pub async fn list_rest_apis(&self) -> Result<Vec<Api>, CallError> {
         let mut all = Vec::new();
-        let mut position: Option<String> = None;
-        loop {
-            let page = self
-                .gate
-                .call("GetRestApis", || {
+        self.gate
+            .paged(
+                "GetRestApis",
+                |position| {
                     self.v1
                         .get_rest_apis()
                         .limit(V1_PAGE_LIMIT)
-                        .set_position(position.clone())
+                        .set_position(position)
                         .send()
-                })
-                .await?;
-            all.extend(page.items().iter().filter_map(Self::rest_api));
-            match page.position() {
-                Some(p) if !p.is_empty() => position = Some(p.to_string()),
-                _ => return Ok(all),
-            }
-        }
+                },
+                |page| {
+                    all.extend(page.items().iter().filter_map(Self::rest_api));
+                    page.position().map(str::to_string)
+                },
+            )
+            .await?;
+        Ok(all)
     }
 
     /// One REST API; `None` when it no longer exists.
@@ -270,67 +268,62 @@ impl ControlPlane {
     pub async fn list_v2_apis(&self) -> Result<V2Listing, CallError> {
         use aws_sdk_apigatewayv2::types::ProtocolType;
         let mut listing = V2Listing::default();
-        let mut next: Option<String> = None;
-        loop {
-            let page = self
-                .gate
-                .call("GetApis", || {
+        self.gate
+            .paged(
+                "GetApis",
+                |next| {
                     self.v2
                         .get_apis()
                         .max_results(V2_PAGE_LIMIT)
-                        .set_next_token(next.clone())
+                        .set_next_token(next)
                         .send()
-                })
-                .await?;
-            for api in page.items() {
-                match api.protocol_type() {
-                    Some(ProtocolType::Websocket) => {
-                        if let Some(id) = api.api_id() {
-                            listing.websocket.push(Api {
-                                kind: StageKind::WebSocket,
-                                id: id.to_string(),
-                                name: api.name().unwrap_or_default().to_string(),
-                                tags: to_tags(api.tags()),
-                            });
+                },
+                |page| {
+                    for api in page.items() {
+                        match (api.protocol_type(), api.api_id()) {
+                            (Some(ProtocolType::Websocket), Some(id)) => {
+                                listing.websocket.push(Api {
+                                    kind: StageKind::WebSocket,
+                                    id: id.to_string(),
+                                    name: api.name().unwrap_or_default().to_string(),
+                                    tags: to_tags(api.tags()),
+                                })
+                            }
+                            _ => listing.http_skipped += 1,
                         }
                     }
-                    _ => listing.http_skipped += 1,
-                }
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_string()),
-                _ => return Ok(listing),
-            }
-        }
+                    page.next_token().map(str::to_string)
+                },
+            )
+            .await?;
+        Ok(listing)
     }
 
     /// Every stage of a WebSocket API (one call unless it has more than 500 stages); `None`
     /// when the API no longer exists.
     pub async fn websocket_stages(&self, api: &Api) -> Result<Option<Vec<Stage>>, CallError> {
         let mut stages = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let page = absent_is_none(
-                self.gate
-                    .call("GetStagesV2", || {
-                        self.v2
-                            .get_stages()
-                            .api_id(&api.id)
-                            .max_results(V2_PAGE_LIMIT)
-                            .set_next_token(next.clone())
-                            .send()
-                    })
-                    .await,
-            )?;
-            let Some(page) = page else { return Ok(None) };
-            stages.extend(page.items().iter().filter_map(|s| {
-                self.stage(api, s.stage_name(), s.client_certificate_id(), s.tags())
-            }));
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_string()),
-                _ => return Ok(Some(stages)),
-            }
-        }
+        let read = self
+            .gate
+            .paged(
+                "GetStagesV2",
+                |next| {
+                    self.v2
+                        .get_stages()
+                        .api_id(&api.id)
+                        .max_results(V2_PAGE_LIMIT)
+                        .set_next_token(next)
+                        .send()
+                },
+                |page| {
+                    stages.extend(page.items().iter().filter_map(|s| {
+                        self.stage(api, s.stage_name(), s.client_certificate_id(), s.tags())
+                    }));
+                    page.next_token().map(str::to_string)
+                },
+            )
+            .await;
+        Ok(absent_is_none(read)?.map(|()| stages))
     }
 
     /// An ACM certificate; `None` when ACM says it does not exist.

@@ -11,6 +11,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// Rate limits out of the way, so tests measure behaviour, not waiting.
+pub const FAST: &str = r#"
+[aws]
+regions = ["us-east-1"]
+[aws.accounts]
+list = [{ id = "123456789012" }]
+[aws.rate_limit]
+requests_per_second = 10000.0
+burst = 1000
+max_concurrency = 16
+[aws.retry]
+initial_backoff_ms = 10
+max_backoff_ms = 200
+"#;
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
