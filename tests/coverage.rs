@@ -172,7 +172,7 @@ fn organization_discovery_scans_every_account_and_reports_the_one_it_cannot_reac
     }
     // The role cannot be assumed in the third account.
     let denier = AssumeRoleDenier::start(&moto.url, &members[2]);
-    let config = config_file(&format!(
+    let config = config_file(
         r#"
 [aws]
 regions = ["us-east-1"]
@@ -183,8 +183,8 @@ exclude = ["123456789012"]
 [aws.rate_limit]
 requests_per_second = 10000.0
 burst = 1000
-"#
-    ));
+"#,
+    );
     let mut cmd = certsentinel(Some(&fake), Some(&moto));
     cmd.env("AWS_ENDPOINT_URL_STS", &denier.url);
     let (code, doc, stderr) = scan_json(cmd, &config);
