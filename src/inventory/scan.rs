@@ -23,7 +23,7 @@ use super::model::{
     RawCertificate, Stage, StageKind, StageUse,
 };
 use super::owner::OwnershipRules;
-use super::pem::effective_expiry;
+use super::pem::{Expiry, effective_expiry};
 use crate::config::{Discovery, ENABLED_REGIONS, Settings};
 
 /// Receives progress of a long scan (the CLI draws a bar on a terminal).
@@ -298,8 +298,18 @@ pub async fn scan_region(
         .await?;
         Ok::<_, CallError>((listing, stages))
     };
+    // Reading PEMs is CPU work: done on a blocking thread while the stage reads go on.
+    let certificates = async {
+        let listed = plane.list_certificates().await?;
+        let read = tokio::task::spawn_blocking(move || {
+            listed.into_iter().map(ReadCertificate::new).collect::<Vec<_>>()
+        })
+        .await
+        .expect("reading PEMs does not panic");
+        Ok::<_, CallError>(read)
+    };
     let (certificates, (rest_apis, rest_stages), (v2, ws_stages)) =
-        tokio::try_join!(plane.list_certificates(), rest, websocket)?;
+        tokio::try_join!(certificates, rest, websocket)?;
 
     let mut counts = TargetCounts {
         certificates: certificates.len(),
@@ -324,6 +334,19 @@ pub async fn scan_region(
         .count();
     inventory.certificates.sort_by(|a, b| a.key.cmp(&b.key));
     Ok((inventory, counts))
+}
+
+/// A listed certificate with its PEM read.
+struct ReadCertificate {
+    raw: RawCertificate,
+    expiry: Expiry,
+}
+
+impl ReadCertificate {
+    fn new(raw: RawCertificate) -> Self {
+        let expiry = effective_expiry(raw.expiration_date, raw.pem.as_deref());
+        ReadCertificate { raw, expiry }
+    }
 }
 
 /// Reads the stages of each API with the gate's concurrency; an API deleted since it was
@@ -358,12 +381,12 @@ where
 async fn join(
     plane: &ControlPlane,
     rules: &OwnershipRules,
-    listed: Vec<RawCertificate>,
+    listed: Vec<ReadCertificate>,
     apis: &HashMap<(StageKind, &str), &Api>,
     stages: Vec<Stage>,
 ) -> Result<RegionInventory, CallError> {
-    let mut raw: BTreeMap<String, RawCertificate> =
-        listed.into_iter().map(|c| (c.id.clone(), c)).collect();
+    let mut raw: BTreeMap<String, ReadCertificate> =
+        listed.into_iter().map(|c| (c.raw.id.clone(), c)).collect();
 
     // A stage may name a certificate generated after the certificate listing: read it once
     // rather than call it dangling.
@@ -378,7 +401,7 @@ async fn join(
         .collect();
     for id in missing {
         if let Some(c) = plane.certificate(id).await? {
-            raw.insert(c.id.clone(), c);
+            raw.insert(c.id.clone(), ReadCertificate::new(c));
         }
     }
     let acm_arns: Vec<&str> = referenced
@@ -408,7 +431,7 @@ async fn join(
             .get(&(stage.key.kind, stage.key.api_id.as_str()))
             .map(|a| &a.tags)
             .unwrap_or(&empty);
-        let cert_tags = raw.get(reference).map(|c| &c.tags).unwrap_or(&empty);
+        let cert_tags = raw.get(reference).map(|c| &c.raw.tags).unwrap_or(&empty);
         let stage_use = StageUse {
             stage: stage.key.clone(),
             api_name: stage.api_name.clone(),
@@ -452,8 +475,7 @@ async fn join(
     };
     let mut certificates: Vec<Certificate> = raw
         .into_values()
-        .map(|c| {
-            let expiry = effective_expiry(c.expiration_date, c.pem.as_deref());
+        .map(|ReadCertificate { raw: c, expiry }| {
             let used_by = uses.remove(&c.id).unwrap_or_default();
             Certificate {
                 key: key(&c.id),
