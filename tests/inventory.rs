@@ -159,6 +159,38 @@ fn resources_deleted_mid_scan_are_gone_not_errors() {
 }
 
 #[test]
+fn a_certificate_deleted_mid_scan_is_confirmed_gone_and_its_stage_reported() {
+    let fake = FakeControlPlane::start();
+    fake.seed(json!({
+        "certificates": [{"id": "aaaaaaaaaa", "not_after": days_from_now(20)},
+                         {"id": "bbbbbbbbbb", "not_after": days_from_now(20)}],
+        "rest_apis": [{"id": "api0000001", "name": "orders", "stages": [
+            {"name": "prod", "client_certificate_id": "aaaaaaaaaa"},
+            {"name": "beta", "client_certificate_id": "bbbbbbbbbb"}]}]
+    }));
+    fake.reset_calls();
+    // The scan has started (the REST API listing is served first or concurrently) when
+    // bbbbbbbbbb is deleted, just before the certificate listing is answered.
+    fake.hook(json!({"operation": "GetClientCertificates", "nth": 1,
+                     "delete": {"kind": "client_certificate", "id": "bbbbbbbbbb"}}));
+    let config = config_file(FAST);
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "a deletion is not an error: {stderr}");
+    assert_eq!(doc["complete"], true);
+    let ids: Vec<&str> = doc["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["aaaaaaaaaa"]);
+    // The stage still names it: one targeted read confirms it is gone.
+    assert_eq!(fake.calls_of("GetClientCertificate"), 1);
+    assert_eq!(doc["dangling"][0]["certificate_ref"], "bbbbbbbbbb");
+    assert_eq!(doc["dangling"][0]["stage"]["stage_name"], "beta");
+}
+
+#[test]
 fn a_reference_to_a_certificate_that_does_not_exist_is_read_once_and_reported_dangling() {
     let fake = FakeControlPlane::start();
     fake.seed(json!({
