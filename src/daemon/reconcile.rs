@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::inventory::model::CertificateKey;
 use crate::inventory::scan::{Scan, TargetStatus};
 use crate::lifecycle::observations::{RegionIndex, missing, present};
-use crate::lifecycle::{CertState, Decision, Intent, Policy, decide};
+use crate::lifecycle::{Decision, Intent, Policy, decide};
 use crate::store::{Store, StoreError};
 
 /// Decisions are committed (and flushed) this many at a time, bounding memory on large estates.
@@ -88,29 +88,31 @@ pub fn reconcile_scan(
         }
     }
 
-    // Stored certificates of complete regions that the scan did not find.
-    let indexes: Vec<RegionIndex<'_>> = scan.inventories.iter().map(RegionIndex::new).collect();
-    let mut absent = Vec::new();
-    for record in store.records() {
-        let record = record?;
-        let key = &record.key;
-        if matches!(record.state, CertState::Deleted)
-            || seen.contains(key)
-            || !complete.contains(&(key.account.as_str(), key.region.as_str()))
-        {
+    // Stored certificates of complete regions that the scan did not find: their keys come from
+    // the store's location index, and only their records are loaded, one at a time.
+    let mut absent: Vec<(CertificateKey, usize)> = Vec::new();
+    let mut regions_done: HashSet<(&str, &str)> = HashSet::new();
+    for (i, inventory) in scan.inventories.iter().enumerate() {
+        let region = (inventory.account.as_str(), inventory.region.as_str());
+        if !complete.contains(&region) || !regions_done.insert(region) {
             continue;
         }
-        absent.push(record);
+        for (key, deleted) in store.keys_in(region.0, region.1)? {
+            if !deleted && !seen.contains(&key) {
+                absent.push((key, i));
+            }
+        }
     }
-    for record in absent {
-        let Some(index) = scan
-            .inventories
-            .iter()
-            .position(|i| i.account == record.key.account && i.region == record.key.region)
-            .map(|i| &indexes[i])
-        else {
+    // Key order across regions, as a walk of the whole store would give.
+    absent.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    drop(seen);
+    let mut indexes: Vec<Option<RegionIndex<'_>>> = Vec::new();
+    indexes.resize_with(scan.inventories.len(), || None);
+    for (key, i) in absent {
+        let Some(record) = store.load(&key)? else {
             continue;
         };
+        let index = indexes[i].get_or_insert_with(|| RegionIndex::new(&scan.inventories[i]));
         if let Some(obs) = missing(&record, index, observed_at) {
             out.observations += 1;
             pending.push(decide(Some(&record), &obs, policy, now));
@@ -127,4 +129,171 @@ pub fn reconcile_scan(
         "reconciled"
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::inventory::model::{
+        Certificate, CertificateKind, Stage, StageKey, StageKind, StageUse,
+    };
+    use crate::inventory::scan::{RegionInventory, TargetReport};
+    use crate::lifecycle::CertState;
+    use crate::store::{DEFAULT_CACHE_BYTES, SledStore};
+
+    const ACCOUNT: &str = "111122223333";
+
+    fn t(hours: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::hours(hours)
+    }
+
+    fn key(region: &str, id: &str) -> CertificateKey {
+        CertificateKey {
+            account: ACCOUNT.into(),
+            region: region.into(),
+            id: id.into(),
+        }
+    }
+
+    /// Certificate `id`, presented by one stage, far from expiry.
+    fn inventory(region: &str, ids: &[&str]) -> RegionInventory {
+        let stage = |id: &str| StageKey {
+            account: ACCOUNT.into(),
+            region: region.into(),
+            kind: StageKind::Rest,
+            api_id: format!("api-{id}"),
+            stage_name: "prod".into(),
+        };
+        RegionInventory {
+            account: ACCOUNT.into(),
+            region: region.into(),
+            certificates: ids
+                .iter()
+                .map(|id| Certificate {
+                    key: key(region, id),
+                    kind: CertificateKind::Generated,
+                    description: None,
+                    created_at: Some(t(-24)),
+                    not_after: Some(t(24 * 365)),
+                    not_after_source: None,
+                    fingerprint_sha256: None,
+                    warnings: vec![],
+                    tags: Default::default(),
+                    certificate_owner: None,
+                    used_by: vec![StageUse {
+                        stage: stage(id),
+                        api_name: "api".into(),
+                        owner: None,
+                        partner: None,
+                    }],
+                })
+                .collect(),
+            stages: ids
+                .iter()
+                .map(|id| Stage {
+                    key: stage(id),
+                    api_name: "api".into(),
+                    certificate_ref: Some(id.to_string()),
+                    tags: Default::default(),
+                })
+                .collect(),
+            dangling: vec![],
+        }
+    }
+
+    /// A scan of `regions`; `None` is a region that failed.
+    fn scan(at: DateTime<Utc>, regions: &[(&str, Option<&[&str]>)]) -> Scan {
+        let target = |region: &str, status: TargetStatus| TargetReport {
+            account: ACCOUNT.into(),
+            account_name: None,
+            region: region.into(),
+            status,
+            calls: Default::default(),
+            counts: Default::default(),
+        };
+        Scan {
+            started_at: at,
+            finished_at: at,
+            targets: regions
+                .iter()
+                .map(|(region, ids)| match ids {
+                    Some(_) => target(region, TargetStatus::Complete),
+                    None => target(
+                        region,
+                        TargetStatus::Failed {
+                            reason_kind: "throttled".into(),
+                            error: "slow down".into(),
+                        },
+                    ),
+                })
+                .collect(),
+            inventories: regions
+                .iter()
+                .filter_map(|(region, ids)| ids.map(|ids| inventory(region, ids)))
+                .collect(),
+        }
+    }
+
+    fn state(store: &SledStore, region: &str, id: &str) -> (CertState, DateTime<Utc>) {
+        let r = store.load(&key(region, id)).unwrap().unwrap();
+        (r.state, r.last_observed_at)
+    }
+
+    #[test]
+    fn only_complete_regions_lose_certificates_and_deleted_ones_are_not_observed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+        let policy = Policy::default();
+        let run = |s: &Scan| reconcile_scan(&store, s, &policy, s.started_at, false).unwrap();
+
+        let all: &[&str] = &["a", "b", "c"];
+        let out = run(&scan(
+            t(0),
+            &[("eu-west-1", Some(all)), ("us-east-1", Some(&["x", "y"]))],
+        ));
+        assert_eq!(out.observations, 5);
+
+        // b and c are gone from a complete region; us-east-1 could not be read.
+        let out = run(&scan(
+            t(1),
+            &[("eu-west-1", Some(&["a"])), ("us-east-1", None)],
+        ));
+        assert_eq!(out.observations, 3);
+        assert_eq!(state(&store, "eu-west-1", "b"), (CertState::Deleted, t(1)));
+        assert_eq!(state(&store, "eu-west-1", "c"), (CertState::Deleted, t(1)));
+        assert_eq!(state(&store, "us-east-1", "x"), (CertState::Healthy, t(0)));
+        assert_eq!(state(&store, "us-east-1", "y"), (CertState::Healthy, t(0)));
+        assert_eq!(
+            store.keys_in(ACCOUNT, "eu-west-1").unwrap(),
+            vec![
+                (key("eu-west-1", "a"), false),
+                (key("eu-west-1", "b"), true),
+                (key("eu-west-1", "c"), true)
+            ]
+        );
+
+        // Deleted certificates are not observed gone again; y is gone now.
+        let out = run(&scan(
+            t(2),
+            &[("eu-west-1", Some(&["a"])), ("us-east-1", Some(&["x"]))],
+        ));
+        assert_eq!(out.observations, 3);
+        assert_eq!(state(&store, "eu-west-1", "b"), (CertState::Deleted, t(1)));
+        assert_eq!(state(&store, "us-east-1", "y"), (CertState::Deleted, t(2)));
+
+        // A dry run decides the same and commits nothing.
+        let out = reconcile_scan(
+            &store,
+            &scan(t(3), &[("eu-west-1", Some(&[])), ("us-east-1", Some(&[]))]),
+            &policy,
+            t(3),
+            true,
+        )
+        .unwrap();
+        assert_eq!(out.observations, 2);
+        assert!(!out.committed);
+        assert_eq!(state(&store, "eu-west-1", "a"), (CertState::Healthy, t(2)));
+    }
 }

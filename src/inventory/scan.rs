@@ -302,7 +302,10 @@ pub async fn scan_region(
     let certificates = async {
         let listed = plane.list_certificates().await?;
         let read = tokio::task::spawn_blocking(move || {
-            listed.into_iter().map(ReadCertificate::new).collect::<Vec<_>>()
+            listed
+                .into_iter()
+                .map(ReadCertificate::new)
+                .collect::<Vec<_>>()
         })
         .await
         .expect("reading PEMs does not panic");

@@ -1,8 +1,13 @@
-//! The sled implementation of [`Store`]: one database directory, four trees.
+//! The sled implementation of [`Store`]: one database directory, five trees.
 //!
 //! - default tree: `schema_version` (u32, big-endian);
 //! - `records`: `account\0region\0id` -> JSON [`CertificateRecord`] (episodes and history
 //!   inside, so a certificate's whole state is one value and one write);
+//! - `locations`: the same key -> 13 bytes: whether the record is `Deleted` (1 byte), then
+//!   its `last_observed_at` (i64 seconds and u32 nanoseconds, big-endian). Written in the
+//!   transaction that writes the record, so it always agrees with it. It answers
+//!   [`Store::keys_in`] (a prefix scan of small values instead of decoding every record) and
+//!   the conflict check of a commit (without decoding the stored record);
 //! - `outbox`: outbox id (u64, big-endian, so iteration is commit order) -> JSON
 //!   [`OutboxEntry`];
 //! - `intent_keys`: idempotency key -> outbox id; kept after delivery so a key is enqueued at
@@ -11,10 +16,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use chrono::{DateTime, Utc};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
 
 use super::{OutboxEntry, OutboxId, SCHEMA_VERSION, Store, StoreError};
-use crate::lifecycle::{CertificateKey, CertificateRecord, Decision};
+use crate::lifecycle::{CertState, CertificateKey, CertificateRecord, Decision};
 
 /// Enough for the hot part of a 100,000-certificate store while keeping the process well
 /// under 64 MB resident; sled's default (1 GB) would grow with the database instead.
@@ -24,6 +32,7 @@ const VERSION_KEY: &[u8] = b"schema_version";
 const RECORDS: &str = "records";
 const OUTBOX: &str = "outbox";
 const INTENT_KEYS: &str = "intent_keys";
+const LOCATIONS: &str = "locations";
 
 pub struct SledStore {
     path: PathBuf,
@@ -31,6 +40,17 @@ pub struct SledStore {
     records: sled::Tree,
     outbox: sled::Tree,
     pub(crate) intent_keys: sled::Tree,
+    pub(crate) locations: sled::Tree,
+}
+
+/// `account\0region\0`: the prefix of every key of one account and region.
+fn region_prefix(account: &str, region: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(account.len() + region.len() + 2);
+    k.extend_from_slice(account.as_bytes());
+    k.push(0);
+    k.extend_from_slice(region.as_bytes());
+    k.push(0);
+    k
 }
 
 fn record_key(key: &CertificateKey) -> Vec<u8> {
@@ -41,6 +61,31 @@ fn record_key(key: &CertificateKey) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(key.id.as_bytes());
     k
+}
+
+const LOCATION_LEN: usize = 13;
+
+/// The `locations` value of a record: deleted flag, then `last_observed_at`.
+fn location_value(deleted: bool, last_observed_at: DateTime<Utc>) -> [u8; LOCATION_LEN] {
+    let mut v = [0u8; LOCATION_LEN];
+    v[0] = u8::from(deleted);
+    v[1..9].copy_from_slice(&last_observed_at.timestamp().to_be_bytes());
+    v[9..13].copy_from_slice(&last_observed_at.timestamp_subsec_nanos().to_be_bytes());
+    v
+}
+
+/// What a `locations` value says: (deleted, last observed at); `None` if it is malformed.
+fn decode_location(v: &[u8]) -> Option<(bool, DateTime<Utc>)> {
+    if v.len() != LOCATION_LEN || v[0] > 1 {
+        return None;
+    }
+    let secs = i64::from_be_bytes(v[1..9].try_into().ok()?);
+    let nanos = u32::from_be_bytes(v[9..13].try_into().ok()?);
+    Some((v[0] == 1, DateTime::from_timestamp(secs, nanos)?))
+}
+
+fn key_text(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).replace('\0', "/")
 }
 
 fn decode_id(bytes: &[u8]) -> u64 {
@@ -93,6 +138,7 @@ impl SledStore {
             records: db.open_tree(RECORDS)?,
             outbox: db.open_tree(OUTBOX)?,
             intent_keys: db.open_tree(INTENT_KEYS)?,
+            locations: db.open_tree(LOCATIONS)?,
             path,
             db,
         };
@@ -117,6 +163,7 @@ impl SledStore {
         while version < SCHEMA_VERSION {
             match version {
                 1 => self.migrate_1_to_2()?,
+                2 => self.migrate_2_to_3()?,
                 v => {
                     return Err(StoreError::NotOurs {
                         path: self.path.clone(),
@@ -149,89 +196,224 @@ impl SledStore {
         Ok(())
     }
 
-    fn commit_one(&self, decision: &Decision) -> Result<Vec<OutboxId>, StoreError> {
-        if decision.stale {
+    /// Version 2 had no location index: build it from the records. Re-running it after a crash
+    /// half-way is harmless (the version is written, and everything flushed, only after the
+    /// whole index), and it rewrites every entry from its record.
+    fn migrate_2_to_3(&self) -> Result<(), StoreError> {
+        const CHUNK: usize = 4_096;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for item in self.records.iter() {
+            let (k, v) = item?;
+            let head: RecordHead =
+                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                    what: "record",
+                    key: key_text(&k),
+                    source,
+                })?;
+            let deleted = matches!(head.state, CertState::Deleted);
+            batch.insert(k, &location_value(deleted, head.last_observed_at));
+            in_batch += 1;
+            if in_batch == CHUNK {
+                self.locations.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        self.locations.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// When the stored record of `key` was last observed, read inside a transaction: from the
+    /// location index, or from the record itself if its index entry is missing or malformed
+    /// (which no commit or migration leaves behind; the commit rewrites the entry).
+    fn stored_at(
+        records: &TransactionalTree,
+        locations: &TransactionalTree,
+        key: &[u8],
+    ) -> Result<Option<DateTime<Utc>>, ConflictableTransactionError<StoreError>> {
+        if let Some(loc) = locations.get(key)?
+            && let Some((_, at)) = decode_location(&loc)
+        {
+            return Ok(Some(at));
+        }
+        let Some(stored) = records.get(key)? else {
+            return Ok(None);
+        };
+        let head: RecordHead = serde_json::from_slice(&stored).map_err(|source| {
+            ConflictableTransactionError::Abort(StoreError::Corrupt {
+                what: "record",
+                key: key_text(key),
+                source,
+            })
+        })?;
+        Ok(Some(head.last_observed_at))
+    }
+
+    /// Commits `decisions` in order, [`GROUP`] certificates per transaction. A group that
+    /// cannot commit whole (a conflict, an encoding error) is committed again one decision per
+    /// transaction, so every decision before the failing one is committed, as if each had had
+    /// its own transaction, and the error is the failing decision's.
+    fn commit_in_groups(&self, decisions: &[Decision]) -> Result<Vec<OutboxId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut group: Vec<Prepared<'_>> = Vec::new();
+        let mut bytes = 0;
+        for decision in decisions.iter().filter(|d| !d.stale) {
+            let prepared = match Prepared::new(decision) {
+                Ok(p) => p,
+                Err(e) => {
+                    // The decisions before this one are committed, as one by one.
+                    self.commit_group_or_each(&group)?;
+                    return Err(e);
+                }
+            };
+            bytes += prepared.value.len();
+            group.push(prepared);
+            if group.len() == GROUP || bytes >= GROUP_BYTES {
+                ids.append(&mut self.commit_group_or_each(&group)?);
+                group.clear();
+                bytes = 0;
+            }
+        }
+        if !group.is_empty() {
+            ids.append(&mut self.commit_group_or_each(&group)?);
+        }
+        Ok(ids)
+    }
+
+    fn commit_group_or_each(&self, group: &[Prepared<'_>]) -> Result<Vec<OutboxId>, StoreError> {
+        if group.is_empty() {
             return Ok(Vec::new());
         }
-        let rec = &decision.record;
-        let certificate = rec.key.to_string();
-        let key = record_key(&rec.key);
-        // Encoded outside the transaction: sled may run the closure more than once.
-        let value = serde_json::to_vec(rec).map_err(|source| StoreError::Encode {
-            certificate: certificate.clone(),
-            source,
-        })?;
-        let stale_check = |stored: Option<sled::IVec>| -> Result<(), StoreError> {
-            let Some(stored) = stored else { return Ok(()) };
-            let stored_at = serde_json::from_slice::<StoredAt>(&stored)
-                .map_err(|source| StoreError::Corrupt {
-                    what: "record",
-                    key: certificate.clone(),
-                    source,
-                })?
-                .last_observed_at;
-            if stored_at > rec.last_observed_at {
-                return Err(StoreError::Conflict {
-                    certificate: certificate.clone(),
-                    stored: stored_at,
-                    decided: rec.last_observed_at,
-                });
-            }
-            Ok(())
-        };
-        if decision.intents.is_empty() {
-            // Most observations of a scan change no one's tickets: a one-tree transaction is
-            // enough and costs less than the three-tree one.
-            return self
-                .records
-                .transaction(|records| {
-                    stale_check(records.get(&key)?).map_err(ConflictableTransactionError::Abort)?;
-                    records.insert(key.as_slice(), value.as_slice())?;
-                    Ok(Vec::new())
-                })
-                .map_err(|e| match e {
-                    TransactionError::Abort(e) => e,
-                    TransactionError::Storage(e) => StoreError::Sled(e),
-                });
-        }
-        let result = (&self.records, &self.outbox, &self.intent_keys).transaction(
-            |(records, outbox, keys)| {
-                stale_check(records.get(&key)?).map_err(ConflictableTransactionError::Abort)?;
-                records.insert(key.as_slice(), value.as_slice())?;
+        match self.commit_group(group) {
+            Err(StoreError::Sled(e)) => Err(StoreError::Sled(e)),
+            Err(_) if group.len() > 1 => {
                 let mut ids = Vec::new();
-                for intent in &decision.intents {
-                    if keys.get(intent.key.as_bytes())?.is_some() {
-                        continue;
-                    }
-                    let id = outbox.generate_id()?;
-                    let entry = OutboxEntry {
-                        id,
-                        intent: intent.clone(),
-                    };
-                    let bytes = serde_json::to_vec(&entry).map_err(|source| {
-                        ConflictableTransactionError::Abort(StoreError::Encode {
-                            certificate: certificate.clone(),
-                            source,
-                        })
-                    })?;
-                    outbox.insert(&id.to_be_bytes(), bytes)?;
-                    keys.insert(intent.key.as_bytes(), &id.to_be_bytes())?;
-                    ids.push(id);
+                for one in group {
+                    ids.append(&mut self.commit_group(std::slice::from_ref(one))?);
                 }
                 Ok(ids)
-            },
-        );
-        result.map_err(|e| match e {
+            }
+            other => other,
+        }
+    }
+
+    /// One transaction: every record of `group`, its location and its intents, or nothing.
+    fn commit_group(&self, group: &[Prepared<'_>]) -> Result<Vec<OutboxId>, StoreError> {
+        let unwrap = |e: TransactionError<StoreError>| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => StoreError::Sled(e),
-        })
+        };
+        if group.iter().all(|p| p.decision.intents.is_empty()) {
+            // Most observations of a scan change no one's tickets: a two-tree transaction is
+            // enough and costs less than the four-tree one.
+            return (&self.records, &self.locations)
+                .transaction(|(records, locations)| {
+                    for p in group {
+                        p.write(records, locations)?;
+                    }
+                    Ok(Vec::new())
+                })
+                .map_err(unwrap);
+        }
+        (
+            &self.records,
+            &self.locations,
+            &self.outbox,
+            &self.intent_keys,
+        )
+            .transaction(|(records, locations, outbox, keys)| {
+                let mut ids = Vec::new();
+                for p in group {
+                    p.write(records, locations)?;
+                    for intent in &p.decision.intents {
+                        if keys.get(intent.key.as_bytes())?.is_some() {
+                            continue;
+                        }
+                        let id = outbox.generate_id()?;
+                        let entry = OutboxEntry {
+                            id,
+                            intent: intent.clone(),
+                        };
+                        let bytes = serde_json::to_vec(&entry).map_err(|source| {
+                            ConflictableTransactionError::Abort(StoreError::Encode {
+                                certificate: p.decision.record.key.to_string(),
+                                source,
+                            })
+                        })?;
+                        outbox.insert(&id.to_be_bytes(), bytes)?;
+                        keys.insert(intent.key.as_bytes(), &id.to_be_bytes())?;
+                        ids.push(id);
+                    }
+                }
+                Ok(ids)
+            })
+            .map_err(unwrap)
     }
 }
 
-/// The one field the conflict check needs, without decoding a whole record.
+/// Certificates committed per transaction by [`Store::commit_batch`]. sled makes every
+/// transaction atomic by sealing and writing its log buffer twice (two writes and two
+/// `sync_file_range` calls), whatever its size: one transaction per certificate spends most
+/// of a scan's time there. A group is atomic as a whole, which includes each certificate's
+/// record and intents being atomic together.
+const GROUP: usize = 256;
+/// ... and at most about this many bytes of records, so a group of large records stays small.
+const GROUP_BYTES: usize = 1 << 20;
+
+/// A decision encoded for the store, outside any transaction (sled may run a transaction's
+/// closure more than once).
+struct Prepared<'a> {
+    decision: &'a Decision,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    location: [u8; LOCATION_LEN],
+}
+
+impl<'a> Prepared<'a> {
+    fn new(decision: &'a Decision) -> Result<Prepared<'a>, StoreError> {
+        let rec = &decision.record;
+        Ok(Prepared {
+            decision,
+            key: record_key(&rec.key),
+            value: serde_json::to_vec(rec).map_err(|source| StoreError::Encode {
+                certificate: rec.key.to_string(),
+                source,
+            })?,
+            location: location_value(
+                matches!(rec.state, CertState::Deleted),
+                rec.last_observed_at,
+            ),
+        })
+    }
+
+    /// Checks that the stored record is not newer than the decision, then writes the record
+    /// and its location.
+    fn write(
+        &self,
+        records: &TransactionalTree,
+        locations: &TransactionalTree,
+    ) -> Result<(), ConflictableTransactionError<StoreError>> {
+        let decided = self.decision.record.last_observed_at;
+        if let Some(stored) = SledStore::stored_at(records, locations, &self.key)?
+            && stored > decided
+        {
+            return Err(ConflictableTransactionError::Abort(StoreError::Conflict {
+                certificate: self.decision.record.key.to_string(),
+                stored,
+                decided,
+            }));
+        }
+        records.insert(self.key.as_slice(), self.value.as_slice())?;
+        locations.insert(self.key.as_slice(), &self.location)?;
+        Ok(())
+    }
+}
+
+/// The fields of a stored record the store itself reads, without decoding the whole record.
 #[derive(serde::Deserialize)]
-struct StoredAt {
-    last_observed_at: chrono::DateTime<chrono::Utc>,
+struct RecordHead {
+    state: CertState,
+    last_observed_at: DateTime<Utc>,
 }
 
 impl Store for SledStore {
@@ -249,24 +431,23 @@ impl Store for SledStore {
     }
 
     fn commit(&self, decision: &Decision) -> Result<Vec<OutboxId>, StoreError> {
-        let ids = self.commit_one(decision)?;
+        let ids = self.commit_in_groups(std::slice::from_ref(decision))?;
         self.flush()?;
         Ok(ids)
     }
 
     fn commit_batch(&self, decisions: &[Decision]) -> Result<Vec<OutboxId>, StoreError> {
-        let mut ids = Vec::new();
-        for d in decisions {
-            match self.commit_one(d) {
-                Ok(mut more) => ids.append(&mut more),
-                Err(e) => {
-                    self.flush()?;
-                    return Err(e);
-                }
+        match self.commit_in_groups(decisions) {
+            Ok(ids) => {
+                self.flush()?;
+                Ok(ids)
+            }
+            Err(e) => {
+                // What was committed before the error is made durable too.
+                self.flush()?;
+                Err(e)
             }
         }
-        self.flush()?;
-        Ok(ids)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -279,10 +460,38 @@ impl Store for SledStore {
             let (k, v) = item?;
             serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
                 what: "record",
-                key: String::from_utf8_lossy(&k).replace('\0', "/"),
+                key: key_text(&k),
                 source,
             })
         }))
+    }
+
+    fn keys_in(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> Result<Vec<(CertificateKey, bool)>, StoreError> {
+        let prefix = region_prefix(account, region);
+        let mut keys = Vec::new();
+        for item in self.locations.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let malformed = |detail: &str| StoreError::Index {
+                key: key_text(&k),
+                detail: detail.to_string(),
+            };
+            let (deleted, _) = decode_location(&v).ok_or_else(|| malformed("bad value"))?;
+            let id = std::str::from_utf8(&k[prefix.len()..])
+                .map_err(|_| malformed("the id is not UTF-8"))?;
+            keys.push((
+                CertificateKey {
+                    account: account.to_string(),
+                    region: region.to_string(),
+                    id: id.to_string(),
+                },
+                deleted,
+            ));
+        }
+        Ok(keys)
     }
 
     fn outbox_pending(&self) -> Result<Vec<OutboxEntry>, StoreError> {

@@ -72,6 +72,37 @@ fn temp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// Opens a database that this process just closed: sled's background threads may hold the
+/// directory's lock for a moment after the last handle is dropped.
+fn open_again(path: &std::path::Path) -> Result<SledStore, StoreError> {
+    for _ in 0..100 {
+        match SledStore::open(path, DEFAULT_CACHE_BYTES) {
+            Err(StoreError::Open { source, .. }) if source.to_string().contains("lock") => {
+                std::thread::sleep(StdDuration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+    panic!("{} stays locked", path.display());
+}
+
+fn reopen(path: &std::path::Path) -> SledStore {
+    open_again(path).unwrap()
+}
+
+/// [`open_again`] for sled itself.
+fn sled_open_again(path: &std::path::Path) -> sled::Db {
+    for _ in 0..100 {
+        match sled::open(path) {
+            Err(e) if e.to_string().contains("lock") => {
+                std::thread::sleep(StdDuration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{} stays locked", path.display());
+}
+
 #[test]
 fn commit_stores_record_and_outbox_together_and_reopens() {
     let dir = temp();
@@ -82,7 +113,7 @@ fn commit_stores_record_and_outbox_together_and_reopens() {
         assert_eq!(d.intents.len(), 1);
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     }
-    let s = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+    let s = reopen(dir.path());
     let rec = s.load(&cert(1)).unwrap().unwrap();
     assert_eq!(rec.state, CertState::Expiring { step_days: None });
     let pending = s.outbox_pending().unwrap();
@@ -153,15 +184,13 @@ fn a_newer_schema_is_refused_untouched() {
         db.insert("schema_version", &99u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
-    let err = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES)
-        .err()
-        .unwrap();
+    let err = open_again(dir.path()).err().unwrap();
     let msg = err.to_string();
     assert!(
         msg.contains("schema version 99") && msg.contains("newer"),
         "{msg}"
     );
-    let db = sled::open(dir.path()).unwrap();
+    let db = sled_open_again(dir.path());
     assert_eq!(
         db.tree_names().len(),
         1,
@@ -177,10 +206,7 @@ fn a_foreign_database_is_refused() {
         db.open_tree("something").unwrap().insert("a", "b").unwrap();
         db.flush().unwrap();
     }
-    let msg = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES)
-        .err()
-        .unwrap()
-        .to_string();
+    let msg = open_again(dir.path()).err().unwrap().to_string();
     assert!(msg.contains("not certsentinel's"), "{msg}");
 }
 
@@ -209,9 +235,14 @@ fn a_version_1_database_is_migrated() {
             .unwrap();
         db.flush().unwrap();
     }
-    let s = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    let s = reopen(dir.path());
+    // Migrated one version at a time, through 2, to the current one.
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(s.load(&cert(5)).unwrap().unwrap(), decision.record);
+    assert_eq!(
+        s.keys_in("111122223333", "eu-west-1").unwrap(),
+        vec![(cert(5), false)]
+    );
     assert!(
         s.intent_keys
             .contains_key(decision.intents[0].key.as_bytes())
@@ -219,6 +250,179 @@ fn a_version_1_database_is_migrated() {
     );
     // The rebuilt index stops the same intent being enqueued again.
     assert!(s.commit(&decision).unwrap().is_empty());
+}
+
+fn gone_obs(i: usize, g: u64) -> Observation {
+    Observation {
+        certificate: cert(i),
+        observed_at: at(0.0) + Duration::minutes(g as i64),
+        source: ObservationSource::FullScan,
+        seen: Seen::Gone,
+    }
+}
+
+fn in_region(key: CertificateKey, region: &str) -> CertificateKey {
+    CertificateKey {
+        region: region.into(),
+        ..key
+    }
+}
+
+#[test]
+fn a_version_2_database_gets_a_complete_location_index() {
+    let dir = temp();
+    let policy = Policy::default();
+    // Live certificates in two regions, one of them deleted since, and one in another account.
+    let mut stored: Vec<CertificateRecord> = Vec::new();
+    for i in 0..300 {
+        let mut obs = generation_obs(i, 0);
+        if i % 3 == 0 {
+            obs.certificate = in_region(obs.certificate, "us-east-1");
+        }
+        let mut record = decide(None, &obs, &policy, at(0.0)).record;
+        if i % 10 == 0 {
+            let mut gone = gone_obs(i, 1);
+            gone.certificate = record.key.clone();
+            record = decide(Some(&record), &gone, &policy, at(0.0)).record;
+        }
+        stored.push(record);
+    }
+    let mut other = decide(None, &generation_obs(1, 0), &policy, at(0.0)).record;
+    other.key.account = "444455556666".into();
+    stored.push(other);
+    {
+        // The version 2 layout: records, outbox and the idempotency index; no locations.
+        let db = sled::open(dir.path()).unwrap();
+        db.insert("schema_version", &2u32.to_be_bytes()).unwrap();
+        let records = db.open_tree("records").unwrap();
+        db.open_tree("outbox").unwrap();
+        db.open_tree("intent_keys").unwrap();
+        for r in &stored {
+            let key = format!("{}\0{}\0{}", r.key.account, r.key.region, r.key.id);
+            records
+                .insert(key.as_bytes(), serde_json::to_vec(r).unwrap())
+                .unwrap();
+        }
+        db.flush().unwrap();
+        assert!(!db.tree_names().iter().any(|n| &n[..] == b"locations"));
+    }
+    {
+        let s = reopen(dir.path());
+        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(s.locations.len(), stored.len());
+    }
+    // Reopened: the migration was flushed and is not needed again.
+    let s = reopen(dir.path());
+    assert_eq!(s.schema_version().unwrap(), 3);
+    for (account, region) in [
+        ("111122223333", "eu-west-1"),
+        ("111122223333", "us-east-1"),
+        ("444455556666", "eu-west-1"),
+    ] {
+        let mut expected: Vec<(CertificateKey, bool)> = stored
+            .iter()
+            .filter(|r| r.key.account == account && r.key.region == region)
+            .map(|r| (r.key.clone(), r.state == CertState::Deleted))
+            .collect();
+        expected.sort();
+        assert!(!expected.is_empty());
+        assert_eq!(
+            s.keys_in(account, region).unwrap(),
+            expected,
+            "{account}/{region}"
+        );
+    }
+    assert!(s.keys_in("111122223333", "eu-west").unwrap().is_empty());
+    assert!(s.keys_in("999", "eu-west-1").unwrap().is_empty());
+    // The index carries the observation time: an outdated decision is refused through it.
+    let early = decide(None, &generation_obs(10, 0), &policy, at(0.0));
+    let err = s.commit(&early).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+}
+
+#[test]
+fn the_location_index_follows_every_commit() {
+    let dir = temp();
+    let s = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+    let policy = Policy::default();
+    let obs: Vec<Observation> = (0..50).map(|i| generation_obs(i, 0)).collect();
+    observe_batch(&s, &obs, &policy, at(0.0)).unwrap();
+    let keys = s.keys_in("111122223333", "eu-west-1").unwrap();
+    assert_eq!(keys.len(), 50);
+    assert!(keys.iter().all(|(_, deleted)| !deleted));
+    // Certificate 7 goes, then comes back; 8 goes for good.
+    observe(&s, &gone_obs(7, 1), &policy, at(0.0)).unwrap();
+    observe(&s, &gone_obs(8, 1), &policy, at(0.0)).unwrap();
+    let deleted = |s: &SledStore| -> Vec<CertificateKey> {
+        s.keys_in("111122223333", "eu-west-1")
+            .unwrap()
+            .into_iter()
+            .filter(|(_, d)| *d)
+            .map(|(k, _)| k)
+            .collect()
+    };
+    assert_eq!(deleted(&s), vec![cert(7), cert(8)]);
+    observe(&s, &generation_obs(7, 2), &policy, at(0.0)).unwrap();
+    assert_eq!(deleted(&s), vec![cert(8)]);
+    // A stale decision changes nothing, the index included.
+    let stale = decide(
+        s.load(&cert(8)).unwrap().as_ref(),
+        &generation_obs(8, 0),
+        &policy,
+        at(0.0),
+    );
+    assert!(stale.stale);
+    s.commit(&stale).unwrap();
+    assert_eq!(deleted(&s), vec![cert(8)]);
+    // A record whose index entry went missing is still protected from an outdated decision.
+    s.locations
+        .remove(b"111122223333\0eu-west-1\0cert000008")
+        .unwrap();
+    let early = decide(None, &generation_obs(8, 0), &policy, at(0.0));
+    assert!(matches!(
+        s.commit(&early).unwrap_err(),
+        StoreError::Conflict { .. }
+    ));
+}
+
+#[test]
+fn a_conflict_in_a_batch_commits_every_decision_before_it_and_none_after() {
+    let dir = temp();
+    let s = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+    let policy = Policy::default();
+    // Certificate 300 moved on before the batch was decided.
+    observe(&s, &generation_obs(300, 5), &policy, at(0.0)).unwrap();
+    // Several transaction groups, with intents, the outdated decision in the middle of one.
+    let decisions: Vec<Decision> = (0..700)
+        .map(|i| decide(None, &generation_obs(i, 0), &policy, at(0.0)))
+        .collect();
+    let err = s.commit_batch(&decisions).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { certificate, .. } if certificate.ends_with("cert000300")),
+        "{err}"
+    );
+    for (i, decision) in decisions.iter().enumerate() {
+        let rec = s.load(&cert(i)).unwrap();
+        match i {
+            0..300 => assert_eq!(rec.as_ref(), Some(&decision.record), "{i}"),
+            300 => assert_eq!(
+                rec.unwrap().last_observed_at,
+                at(0.0) + Duration::minutes(5)
+            ),
+            _ => assert!(
+                rec.is_none(),
+                "{i} was committed after the failing decision"
+            ),
+        }
+    }
+    let emitted: u64 = s.records().map(|r| r.unwrap().intents_emitted).sum();
+    assert_eq!(s.outbox_pending().unwrap().len() as u64, emitted);
+    assert_eq!(s.keys_in("111122223333", "eu-west-1").unwrap().len(), 301);
+    // The decisions after the conflict commit on their own afterwards, record and intents.
+    let retry: Vec<Decision> = decisions[301..].to_vec();
+    s.commit_batch(&retry).unwrap();
+    let emitted: u64 = s.records().map(|r| r.unwrap().intents_emitted).sum();
+    assert_eq!(s.outbox_pending().unwrap().len() as u64, emitted);
 }
 
 const CHILD_DB: &str = "CERTSENTINEL_CRASH_TEST_DB";
@@ -236,8 +440,15 @@ fn crash_child(path: &str) {
         .unwrap_or(0);
     println!("CHILD-READY");
     loop {
-        let obs: Vec<Observation> = (0..CERTS).map(|i| generation_obs(i, g)).collect();
-        observe_batch(&s, &obs, &policy, at(0.0)).unwrap();
+        // What observe_batch does, with a word to the parent when the commit begins.
+        let decisions: Vec<Decision> = (0..CERTS)
+            .map(|i| {
+                let obs = generation_obs(i, g);
+                decide(s.load(&cert(i)).unwrap().as_ref(), &obs, &policy, at(0.0))
+            })
+            .collect();
+        println!("CHILD-COMMITTING {g}");
+        s.commit_batch(&decisions).unwrap();
         g += 1;
     }
 }
@@ -250,7 +461,9 @@ fn sigkill_during_a_large_reconcile_leaves_each_certificate_whole() {
     }
     let dir = temp();
     let me = std::env::current_exe().unwrap();
-    for (round, delay_ms) in [350u64, 900, 1_700].into_iter().enumerate() {
+    // Delays from the start of the child's first commit (3,000 certificates in transaction
+    // groups): round 0 lands inside that first commit, the others in later ones.
+    for (round, delay_ms) in [400u64, 1_200, 2_000].into_iter().enumerate() {
         let mut child = Command::new(&me)
             .args([
                 "--exact",
@@ -267,6 +480,10 @@ fn sigkill_during_a_large_reconcile_leaves_each_certificate_whole() {
         assert!(
             lines.any(|l| l.unwrap().contains("CHILD-READY")),
             "child never got ready"
+        );
+        assert!(
+            lines.any(|l| l.unwrap().contains("CHILD-COMMITTING")),
+            "child never began a commit"
         );
         std::thread::sleep(StdDuration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL on Unix
@@ -286,6 +503,21 @@ fn sigkill_during_a_large_reconcile_leaves_each_certificate_whole() {
             );
             generations.insert(rec.last_observed_at);
             checked += 1;
+        }
+        // The location index names exactly the records, each with its state.
+        let indexed = s.keys_in("111122223333", "eu-west-1").unwrap();
+        assert_eq!(
+            indexed.len(),
+            checked,
+            "round {round}: location index incomplete"
+        );
+        for (key, deleted) in indexed {
+            let rec = s.load(&key).unwrap().expect("an indexed key has a record");
+            assert_eq!(
+                deleted,
+                rec.state == CertState::Deleted,
+                "round {round}: {key}"
+            );
         }
         assert!(
             checked > 0,
