@@ -1140,7 +1140,7 @@ fn breakdown(rt: &tokio::runtime::Runtime, fake: &FakeControlPlane, args: &Args)
         ms(empty_call, calls)
     );
     println!(
-        "PEM: effective_expiry of {} certificates: {:.1} ms ({:.1} µs each), serial after all reads",
+        "PEM: effective_expiry of {} certificates: {:.1} ms ({:.1} µs each), on a blocking thread while the stage reads go on",
         pems.len(),
         pem_all.as_secs_f64() * 1e3,
         us(pem_all) / pems.len().max(1) as f64

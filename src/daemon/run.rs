@@ -47,6 +47,22 @@ async fn shutdown_signal() {
     }
 }
 
+/// Gives the heap freed by a scan back to the operating system. The daemon sleeps for hours
+/// between scans, and glibc would otherwise keep the peak of the last one resident (about
+/// 80 MiB after a 100,000-certificate scan, measured by `cargo bench --bench lifecycle`).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim takes a byte count and has no other preconditions.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// Runs until a shutdown signal arrives.
 pub async fn run(settings: Arc<Settings>, store: Arc<SledStore>) -> Result<(), DaemonError> {
     let (tick_tx, mut tick_rx) = mpsc::channel::<()>(1);
@@ -107,6 +123,7 @@ pub async fn run(settings: Arc<Settings>, store: Arc<SledStore>) -> Result<(), D
                     Ok((_, Err(e))) => tracing::error!(error = %e, "the scan could not be recorded; the next scan will decide again"),
                     Err(e) => tracing::error!(error = %e, "the reconcile task failed"),
                 }
+                release_freed_memory();
             }
         }
     }
