@@ -314,8 +314,12 @@ fn roles_are_assumed_in_each_account() {
         "list = [{ id = \"123456789012\" }]",
         "list = [\n  { id = \"111111111111\", role_arn = \"arn:aws:iam::111111111111:role/certsentinel-read\", name = \"prod\" },\n  { id = \"222222222222\", role_arn = \"arn:aws:iam::222222222222:role/certsentinel-read\", external_id = \"s3cr3t-value\" },\n]",
     ));
-    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), Some(&moto)), &config);
-    assert_eq!(code, 0, "{stderr}");
+    // Even at trace level (where the SDK logs whole requests) no secret reaches a log.
+    let mut cmd = certsentinel(Some(&fake), Some(&moto));
+    cmd.env("RUST_LOG", "trace");
+    let (code, doc, stderr) = scan_json(cmd, &config);
+    assert_eq!(code, 0, "{}", &stderr[stderr.len().saturating_sub(4000)..]);
+    assert!(stderr.contains("TRACE"), "trace logging was on");
     let found: Vec<(String, String)> = doc["certificates"]
         .as_array()
         .unwrap()

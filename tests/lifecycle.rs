@@ -304,6 +304,35 @@ fn what_a_failed_scan_could_not_read_is_never_resolved_or_deleted() {
 }
 
 #[test]
+fn a_certificate_deleted_while_a_stage_still_presents_it_keeps_its_tickets_open() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let config = config_file(FAST);
+    scan_json(certsentinel(Some(&fake), None), &config);
+    // API Gateway lets it be deleted; both stages still name it.
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "delete-client-certificate",
+            "--client-certificate-id",
+            "oldcert001",
+        ],
+    );
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(doc["dangling"].as_array().unwrap().len(), 2);
+    assert!(
+        !kinds(&doc).iter().any(|(k, _, _)| k == "resolve_ticket"),
+        "nothing is resolved while stages still depend on it: {:?}",
+        kinds(&doc)
+    );
+    let shown: Value = serde_json::from_str(&state_cmd(&config, &["show", "oldcert001"])).unwrap();
+    assert_eq!(shown["record"]["state"]["state"], "expiring");
+    assert_eq!(shown["record"]["users"].as_array().unwrap().len(), 2);
+}
+
+#[test]
 fn sigkill_in_the_middle_of_a_large_reconcile_leaves_every_certificate_whole() {
     use certsentinel::store::{SledStore, Store};
 

@@ -4,7 +4,8 @@
 //! Shutdown: a scan still reading from AWS is abandoned (nothing of it was committed); a scan
 //! whose decisions are being committed is allowed to finish, so the store is left exactly as a
 //! completed scan leaves it. The scheduler only signals ticks; scans run one at a time in this
-//! task, and a tick that arrives while a scan runs is skipped with a warning.
+//! task. While a scan runs, one tick may wait to run after it; further ticks are skipped with
+//! a warning, so a slow scan never piles up scans behind it.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -105,7 +105,8 @@ where
                 | "AWSOrganizationsNotInUseException" => Verdict::Denied,
                 _ if status == 429 => Verdict::Throttled { retry_after },
                 _ if status >= 500 => Verdict::Transient,
-                _ if status == 404 => Verdict::NotFound,
+                // A 404 without the service's NotFound code came from something in between
+                // (a proxy, a wrong endpoint): it says nothing about the resource.
                 _ if status == 401 || status == 403 => Verdict::Denied,
                 _ => Verdict::Rejected,
             }
@@ -145,6 +146,8 @@ pub struct CallGate {
     in_flight: Semaphore,
     retry: RetrySettings,
     counter: Arc<CallCounter>,
+    /// Set by a throttled call: no call of this gate is sent before then.
+    resume_at: Mutex<Option<Instant>>,
 }
 
 impl CallGate {
@@ -159,6 +162,7 @@ impl CallGate {
             in_flight: Semaphore::new(rate.max_concurrency.max(1)),
             retry: retry.clone(),
             counter: Arc::new(CallCounter::default()),
+            resume_at: Mutex::new(None),
         }
     }
 
@@ -177,8 +181,9 @@ impl CallGate {
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let started = Instant::now();
         let patience = Duration::from_secs(self.retry.throttle_patience_secs);
+        // The patience clock starts at the first throttle, not while queued behind others.
+        let mut throttled_since: Option<Instant> = None;
         let mut attempts: u32 = 0;
         let mut transient_failures: u32 = 0;
         let mut throttles: u32 = 0;
@@ -190,6 +195,12 @@ impl CallGate {
                     .await
                     .expect("semaphore never closed");
                 self.limiter.until_ready().await;
+                // While the service has asked this account and region to back off, no call
+                // of this gate goes out, not only the one that was throttled.
+                let resume_at = *self.resume_at.lock().expect("resume_at poisoned");
+                if let Some(at) = resume_at {
+                    tokio::time::sleep_until(at.into()).await;
+                }
                 self.counter.add(operation);
                 attempts += 1;
                 attempt().await
@@ -206,8 +217,8 @@ impl CallGate {
                         message: message(),
                     });
                 }
-                Verdict::Denied | Verdict::Rejected => {
-                    let kind = if classify(&err) == Verdict::Denied {
+                verdict @ (Verdict::Denied | Verdict::Rejected) => {
+                    let kind = if verdict == Verdict::Denied {
                         FailureKind::Denied
                     } else {
                         FailureKind::Rejected
@@ -222,18 +233,28 @@ impl CallGate {
                 Verdict::Throttled { retry_after } => {
                     throttles += 1;
                     let backoff = self.backoff(throttles);
-                    let delay = retry_after.map_or(backoff, |ra| ra.max(backoff / 2));
-                    if started.elapsed() + delay > patience {
+                    let since = *throttled_since.get_or_insert_with(Instant::now);
+                    let left = patience.saturating_sub(since.elapsed());
+                    if left.is_zero() {
                         return Err(CallError::Failed {
                             operation,
                             kind: FailureKind::Throttled,
                             attempts,
                             message: format!(
                                 "still throttled after {}s of retries: {}",
-                                started.elapsed().as_secs(),
+                                since.elapsed().as_secs(),
                                 message()
                             ),
                         });
+                    }
+                    // The last wait is cut to what patience has left, then tried once more.
+                    let delay = retry_after
+                        .map_or(backoff, |ra| ra.max(backoff / 2))
+                        .min(left);
+                    let until = Instant::now() + delay;
+                    let mut resume_at = self.resume_at.lock().expect("resume_at poisoned");
+                    if resume_at.is_none_or(|at| at < until) {
+                        *resume_at = Some(until);
                     }
                     tracing::debug!(
                         operation,

@@ -1,7 +1,7 @@
 //! The full scan: for each account and region, list every client certificate, every REST API
 //! and its stages, every WebSocket API and its stages, read each ACM certificate a stage names,
 //! and join stages to certificates. The number of control-plane calls is the floor:
-//! ceil(C/500) + ceil(A/500) + A + (v2 API pages) + W, plus one DescribeCertificate per
+//! max(1, ceil(C/500)) + max(1, ceil(A/500)) + A + max(1, ceil((W+H)/500)) + W, plus one DescribeCertificate per
 //! distinct ACM certificate.
 //!
 //! Isolation: each account and region is scanned on its own; one that fails is reported as

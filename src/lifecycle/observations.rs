@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::model::{
     CertificateRecord, Observation, ObservationSource, RenewalOutlook, Seen, StageFate, StageUser,
 };
-use crate::inventory::model::{Certificate, CertificateKey, CertificateKind, StageKey};
+use crate::inventory::model::{Certificate, CertificateKey, CertificateKind, StageKey, StageUse};
 use crate::inventory::scan::RegionInventory;
 
 /// What a complete region scan says about every stage and certificate in it.
@@ -18,6 +18,8 @@ pub struct RegionIndex<'a> {
     stages: HashMap<&'a StageKey, Option<&'a str>>,
     /// Creation time of every certificate read, by id.
     created: HashMap<&'a str, Option<DateTime<Utc>>>,
+    /// Stages whose reference resolves to nothing, by that reference.
+    dangling: HashMap<&'a str, Vec<&'a StageUse>>,
     account: &'a str,
     region: &'a str,
 }
@@ -35,16 +37,24 @@ impl<'a> RegionIndex<'a> {
                 .iter()
                 .map(|c| (c.key.id.as_str(), c.created_at))
                 .collect(),
+            dangling: inventory.dangling.iter().fold(HashMap::new(), |mut m, d| {
+                m.entry(d.certificate_ref.as_str())
+                    .or_insert_with(Vec::new)
+                    .push(&d.stage);
+                m
+            }),
             account: &inventory.account,
             region: &inventory.region,
         }
     }
 
     /// Where a stage that no longer presents `certificate` went, when the scan can tell:
-    /// deleted, or switched to another certificate. `None` when it now presents nothing.
+    /// deleted, or switched to another certificate. `None` when it now presents nothing, or a
+    /// reference that resolves to nothing: that is no rotation.
     fn fate(&self, stage: &StageKey, certificate: &CertificateKey) -> Option<StageFate> {
         match self.stages.get(stage) {
             None => Some(StageFate::Deleted),
+            Some(Some(reference)) if self.dangling.contains_key(reference) => None,
             Some(Some(reference)) if *reference != certificate.id => Some(StageFate::SwitchedTo {
                 certificate: CertificateKey {
                     account: self.account.to_string(),
@@ -55,6 +65,15 @@ impl<'a> RegionIndex<'a> {
             }),
             Some(_) => None,
         }
+    }
+}
+
+fn stage_user(u: &StageUse) -> StageUser {
+    StageUser {
+        stage: u.stage.clone(),
+        api_name: u.api_name.clone(),
+        owner: u.owner.as_ref().map(|o| o.team.clone()),
+        partner: u.partner.clone(),
     }
 }
 
@@ -86,16 +105,7 @@ pub fn present(
     observed_at: DateTime<Utc>,
 ) -> Option<Observation> {
     let not_after = certificate.not_after?;
-    let users: Vec<StageUser> = certificate
-        .used_by
-        .iter()
-        .map(|u| StageUser {
-            stage: u.stage.clone(),
-            api_name: u.api_name.clone(),
-            owner: u.owner.as_ref().map(|o| o.team.clone()),
-            partner: u.partner.clone(),
-        })
-        .collect();
+    let users: Vec<StageUser> = certificate.used_by.iter().map(stage_user).collect();
     let departed: BTreeMap<StageKey, StageFate> = previous
         .map(|r| r.users.as_slice())
         .unwrap_or_default()
@@ -132,7 +142,29 @@ pub fn missing(
     observed_at: DateTime<Utc>,
 ) -> Option<Observation> {
     let is_acm = crate::inventory::scan::is_acm_arn(&record.key.id);
-    let seen = if is_acm {
+    let still_named = index.dangling.get(record.key.id.as_str());
+    let seen = if let Some(stages) = still_named {
+        // Stages still present it although it cannot be read: whatever happened to it, they
+        // depend on it, so their owners' episodes stay open and an expiry is an incident.
+        let users: Vec<StageUser> = stages.iter().copied().map(stage_user).collect();
+        let departed = record
+            .users
+            .iter()
+            .filter(|old| !users.iter().any(|u| u.stage == old.stage))
+            .filter_map(|u| {
+                index
+                    .fate(&u.stage, &record.key)
+                    .map(|f| (u.stage.clone(), f))
+            })
+            .collect();
+        Seen::Present {
+            not_after: record.not_after?,
+            created_at: record.created_at,
+            renewal: record.renewal.unwrap_or(RenewalOutlook::Manual),
+            users,
+            departed,
+        }
+    } else if is_acm {
         let departed = record
             .users
             .iter()
@@ -163,7 +195,7 @@ pub fn missing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::model::{Stage, StageKind, StageUse};
+    use crate::inventory::model::{DanglingReference, Stage, StageKind};
 
     fn stage(api: &str, name: &str) -> StageKey {
         StageKey {
@@ -258,6 +290,66 @@ mod tests {
             &departed[&stage("a", "prod")],
             StageFate::SwitchedTo { certificate, certificate_created_at: Some(_) } if certificate.id == "new"
         ));
+    }
+
+    #[test]
+    fn a_deleted_certificate_that_a_stage_still_names_is_not_gone() {
+        let now = DateTime::from_timestamp(5_000, 0).unwrap();
+        let used = cert("old", vec![stage("a", "prod")]);
+        let empty = RegionInventory {
+            account: "1".into(),
+            region: "r".into(),
+            certificates: vec![used.clone()],
+            stages: vec![],
+            dangling: vec![],
+        };
+        let first = present(&used, &RegionIndex::new(&empty), None, now).unwrap();
+        let record =
+            crate::lifecycle::decide(None, &first, &crate::lifecycle::Policy::default(), now)
+                .record;
+        // Deleted from API Gateway, while prod still names it.
+        let after = RegionInventory {
+            account: "1".into(),
+            region: "r".into(),
+            certificates: vec![],
+            stages: vec![Stage {
+                key: stage("a", "prod"),
+                api_name: "api".into(),
+                certificate_ref: Some("old".into()),
+                tags: Default::default(),
+            }],
+            dangling: vec![DanglingReference {
+                stage: used.used_by[0].clone(),
+                certificate_ref: "old".into(),
+                reason: "deleted".into(),
+            }],
+        };
+        let obs = missing(&record, &RegionIndex::new(&after), now).unwrap();
+        let Seen::Present {
+            users, departed, ..
+        } = obs.seen
+        else {
+            panic!(
+                "a certificate a stage still names is not gone: {:?}",
+                obs.seen
+            )
+        };
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].stage, stage("a", "prod"));
+        assert!(departed.is_empty());
+
+        // Without the dangling stage, the same absence is a deletion.
+        let gone = RegionInventory {
+            dangling: vec![],
+            stages: vec![],
+            ..after
+        };
+        assert_eq!(
+            missing(&record, &RegionIndex::new(&gone), now)
+                .unwrap()
+                .seen,
+            Seen::Gone
+        );
     }
 
     #[test]
