@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use crate::inventory::model::{Certificate, CertificateKind, Owner, StageKind, StageUse};
 use crate::inventory::scan::{Scan, TargetReport, TargetStatus};
+use crate::lifecycle::observations::renewal_outlook;
 use crate::lifecycle::policy::{Band, Policy, days_left};
-use crate::lifecycle::{CertState, CertificateRecord, Intent, IntentKind};
+use crate::lifecycle::{CertState, CertificateRecord, Intent, IntentKind, RenewalOutlook, at_risk};
 
 /// Version of the JSON document below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -113,34 +114,31 @@ pub fn band_of(c: &Certificate, policy: &Policy, now: DateTime<Utc>) -> Option<B
     c.not_after.map(|na| policy.band(na, c.in_use(), now))
 }
 
-/// Why a managed ACM certificate needs people, if it does; `None` for all others.
+/// Why an ACM certificate presented by a stage needs people, when the engine holds it at risk;
+/// `None` otherwise and for generated certificates (their band says it all).
 fn acm_reason(c: &Certificate, policy: &Policy, now: DateTime<Utc>) -> Option<String> {
-    let CertificateKind::Acm {
-        acm_type,
-        renewal_eligible,
-        renewal_status,
-        ..
-    } = &c.kind
-    else {
+    let CertificateKind::Acm { acm_type, .. } = &c.kind else {
         return None;
     };
     let not_after = c.not_after?;
-    if acm_type == "IMPORTED" {
-        return Some("imported: people must re-import a renewed certificate".into());
+    let renewal = renewal_outlook(&c.kind);
+    if !c.in_use() || !at_risk(policy, not_after, renewal, now) {
+        return None;
     }
-    if !renewal_eligible {
-        return Some("not eligible for managed renewal: people must replace it".into());
-    }
-    match renewal_status.as_deref() {
-        Some("FAILED") => Some("managed renewal failed".into()),
-        Some("PENDING_AUTO_RENEWAL") | Some("PENDING_VALIDATION") => {
-            Some("managed renewal in progress".into())
+    Some(
+        match renewal {
+            RenewalOutlook::Manual if acm_type == "IMPORTED" => {
+                "imported: people must import a renewed certificate"
+            }
+            RenewalOutlook::Manual => "not renewed by ACM: people must replace it",
+            RenewalOutlook::Managed {
+                renewal_failing: true,
+                ..
+            } => "managed renewal failed",
+            RenewalOutlook::Managed { .. } => "inside the window with no renewal in progress",
         }
-        _ if policy.in_window(not_after, now) => {
-            Some("inside the window with no renewal in progress".into())
-        }
-        _ => None,
-    }
+        .to_string(),
+    )
 }
 
 pub fn document<'a>(scan: &'a Scan, policy: &Policy, now: DateTime<Utc>) -> ScanDocument<'a> {

@@ -238,3 +238,26 @@ pub struct DanglingReference {
     pub certificate_ref: String,
     pub reason: String,
 }
+
+/// What a complete account and region holds.
+#[derive(Debug, Clone, Default)]
+pub struct RegionInventory {
+    pub account: String,
+    pub region: String,
+    pub certificates: Vec<Certificate>,
+    /// Every stage read, with or without a certificate (the engine needs to know where a stage
+    /// went when it stops presenting one).
+    pub stages: Vec<Stage>,
+    pub dangling: Vec<DanglingReference>,
+}
+
+pub fn is_acm_arn(reference: &str) -> bool {
+    reference.starts_with("arn:aws:acm:")
+        || reference.starts_with("arn:aws-us-gov:acm:")
+        || reference.starts_with("arn:aws-cn:acm:")
+}
+
+/// The region field of an ARN (`arn:partition:service:region:account:resource`).
+pub fn arn_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
+}

@@ -22,6 +22,7 @@ use super::model::{
     Api, Certificate, CertificateKey, CertificateKind, DanglingReference, ExpirySource,
     RawCertificate, Stage, StageKind, StageUse,
 };
+pub use super::model::{RegionInventory, arn_region, is_acm_arn};
 use super::owner::OwnershipRules;
 use super::pem::{Expiry, effective_expiry};
 use crate::config::{Discovery, ENABLED_REGIONS, Settings};
@@ -75,18 +76,6 @@ pub struct TargetCounts {
     pub http_apis: usize,
     pub stages: usize,
     pub acm_certificates: usize,
-}
-
-/// What a complete account and region holds.
-#[derive(Debug, Clone, Default)]
-pub struct RegionInventory {
-    pub account: String,
-    pub region: String,
-    pub certificates: Vec<Certificate>,
-    /// Every stage read, with or without a certificate (the engine needs to know where a stage
-    /// went when it stops presenting one).
-    pub stages: Vec<Stage>,
-    pub dangling: Vec<DanglingReference>,
 }
 
 /// A whole scan.
@@ -528,15 +517,4 @@ async fn join(
         stages,
         dangling,
     })
-}
-
-pub fn is_acm_arn(reference: &str) -> bool {
-    reference.starts_with("arn:aws:acm:")
-        || reference.starts_with("arn:aws-us-gov:acm:")
-        || reference.starts_with("arn:aws-cn:acm:")
-}
-
-/// The region field of an ARN (`arn:partition:service:region:account:resource`).
-pub fn arn_region(arn: &str) -> Option<&str> {
-    arn.split(':').nth(3).filter(|r| !r.is_empty())
 }

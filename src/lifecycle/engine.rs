@@ -366,9 +366,11 @@ impl Step<'_> {
             }
         }
 
-        // Steps and incidents, for every episode still open.
+        // Steps and incidents, for every episode still open, while the certificate is at risk:
+        // a managed renewal under way pauses escalation (it resumes, at the highest step
+        // reached, if the renewal fails).
         for i in 0..self.rec.episodes.len() {
-            if self.rec.episodes[i].is_open() {
+            if self.rec.episodes[i].is_open() && risky {
                 self.escalate(i, not_after);
             }
         }

@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use super::model::{
     CertificateRecord, Observation, ObservationSource, RenewalOutlook, Seen, StageFate, StageUser,
 };
-use crate::inventory::model::{Certificate, CertificateKey, CertificateKind, StageKey, StageUse};
-use crate::inventory::scan::RegionInventory;
+use crate::inventory::model::{
+    Certificate, CertificateKey, CertificateKind, RegionInventory, StageKey, StageUse, is_acm_arn,
+};
 
 /// What a complete region scan says about every stage and certificate in it.
 pub struct RegionIndex<'a> {
@@ -141,7 +142,7 @@ pub fn missing(
     index: &RegionIndex<'_>,
     observed_at: DateTime<Utc>,
 ) -> Option<Observation> {
-    let is_acm = crate::inventory::scan::is_acm_arn(&record.key.id);
+    let is_acm = is_acm_arn(&record.key.id);
     let still_named = index.dangling.get(record.key.id.as_str());
     let seen = if let Some(stages) = still_named {
         // Stages still present it although it cannot be read: whatever happened to it, they

@@ -636,3 +636,30 @@ fn decisions_are_deterministic_and_keys_stable() {
     );
     assert_eq!(a.record.intents_emitted, a.intents.len() as u64);
 }
+
+#[test]
+fn a_managed_renewal_under_way_pauses_escalation_until_it_fails() {
+    let managed = |p: bool, f: bool| RenewalOutlook::Managed {
+        renewal_in_progress: p,
+        renewal_failing: f,
+    };
+    let u = || vec![user("s1", A, None)];
+    let mut r = Run::default();
+    let i = r.feed(&with_renewal(
+        present("c1", 0.0, 100.0, u()),
+        managed(false, true),
+    ));
+    assert_eq!(kinds(&i), ["team-a|e1|open"]);
+    // Ten days left, renewal running again: no step, no page.
+    let i = r.feed(&with_renewal(
+        present("c1", 90.0, 100.0, u()),
+        managed(true, false),
+    ));
+    assert!(i.is_empty(), "{:?}", kinds(&i));
+    // It fails: escalation resumes at the highest step reached.
+    let i = r.feed(&with_renewal(
+        present("c1", 91.0, 100.0, u()),
+        managed(false, true),
+    ));
+    assert_eq!(kinds(&i), ["team-a|e1|escalate:14"]);
+}

@@ -73,9 +73,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::{
-    CertificateKey, CertificateRecord, Decision, Intent, Observation, Policy, decide,
-};
+use crate::lifecycle::{CertificateKey, CertificateRecord, Decision, Intent};
 
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
@@ -180,39 +178,4 @@ pub trait Store {
 
     /// Writes every record as one JSON object per line; returns how many.
     fn export_jsonl(&self, out: &mut dyn Write) -> Result<u64, StoreError>;
-}
-
-/// Loads, decides and commits one observation durably.
-pub fn observe<S: Store + ?Sized>(
-    store: &S,
-    obs: &Observation,
-    policy: &Policy,
-    now: DateTime<Utc>,
-) -> Result<Decision, StoreError> {
-    let record = store.load(&obs.certificate)?;
-    let decision = decide(record.as_ref(), obs, policy, now);
-    store.commit(&decision)?;
-    Ok(decision)
-}
-
-/// Decides a batch of observations (a scan) and commits them with one flush. Several
-/// observations of one certificate are decided in order, each from the previous decision.
-pub fn observe_batch<S: Store + ?Sized>(
-    store: &S,
-    observations: &[Observation],
-    policy: &Policy,
-    now: DateTime<Utc>,
-) -> Result<Vec<Decision>, StoreError> {
-    let mut latest: std::collections::HashMap<&CertificateKey, usize> = Default::default();
-    let mut decisions: Vec<Decision> = Vec::with_capacity(observations.len());
-    for obs in observations {
-        let previous = match latest.get(&obs.certificate) {
-            Some(&i) => Some(decisions[i].record.clone()),
-            None => store.load(&obs.certificate)?,
-        };
-        decisions.push(decide(previous.as_ref(), obs, policy, now));
-        latest.insert(&obs.certificate, decisions.len() - 1);
-    }
-    store.commit_batch(&decisions)?;
-    Ok(decisions)
 }

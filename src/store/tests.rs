@@ -3,6 +3,43 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration as StdDuration;
 
+// Load, decide, commit: what the daemon's reconcile does, in its smallest form. Deciding is
+// the engine's, so these live with the tests, not in the store.
+/// Loads, decides and commits one observation durably.
+fn observe<S: Store + ?Sized>(
+    store: &S,
+    obs: &Observation,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Result<Decision, StoreError> {
+    let record = store.load(&obs.certificate)?;
+    let decision = decide(record.as_ref(), obs, policy, now);
+    store.commit(&decision)?;
+    Ok(decision)
+}
+
+/// Decides a batch of observations (a scan) and commits them with one flush. Several
+/// observations of one certificate are decided in order, each from the previous decision.
+fn observe_batch<S: Store + ?Sized>(
+    store: &S,
+    observations: &[Observation],
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Result<Vec<Decision>, StoreError> {
+    let mut latest: std::collections::HashMap<&CertificateKey, usize> = Default::default();
+    let mut decisions: Vec<Decision> = Vec::with_capacity(observations.len());
+    for obs in observations {
+        let previous = match latest.get(&obs.certificate) {
+            Some(&i) => Some(decisions[i].record.clone()),
+            None => store.load(&obs.certificate)?,
+        };
+        decisions.push(decide(previous.as_ref(), obs, policy, now));
+        latest.insert(&obs.certificate, decisions.len() - 1);
+    }
+    store.commit_batch(&decisions)?;
+    Ok(decisions)
+}
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::*;
