@@ -260,11 +260,14 @@ impl Step<'_> {
                         Some(StageFate::SwitchedTo {
                             certificate,
                             certificate_created_at,
+                            certificate_not_after,
                         }),
                     ) => {
                         self.switched(i, stage, certificate, *certificate_created_at, &old_partner);
                         Resolution::SwitchedTo {
                             certificate: certificate.clone(),
+                            still_at_risk: certificate_not_after
+                                .is_some_and(|na| self.policy.in_window(na, self.t)),
                         }
                     }
                     (None, None) => Resolution::StoppedPresenting,

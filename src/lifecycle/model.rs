@@ -76,6 +76,9 @@ pub enum StageFate {
     SwitchedTo {
         certificate: CertificateKey,
         certificate_created_at: Option<DateTime<Utc>>,
+        /// The new certificate's expiry, when the scan read it.
+        #[serde(default)]
+        certificate_not_after: Option<DateTime<Utc>>,
     },
 }
 
@@ -122,6 +125,10 @@ impl CertState {
 pub enum Resolution {
     SwitchedTo {
         certificate: CertificateKey,
+        /// The new certificate is itself inside the rotation window (or expired): the owner
+        /// moved, but is still at risk. Reports must not count this as a rotation done.
+        #[serde(default)]
+        still_at_risk: bool,
     },
     StageDeleted,
     /// The stage no longer presents it and the read did not say why.

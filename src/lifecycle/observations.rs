@@ -17,8 +17,8 @@ use crate::inventory::model::{
 pub struct RegionIndex<'a> {
     /// Every stage read, with the certificate reference it presents (if any).
     stages: HashMap<&'a StageKey, Option<&'a str>>,
-    /// Creation time of every certificate read, by id.
-    created: HashMap<&'a str, Option<DateTime<Utc>>>,
+    /// Every certificate read, by id.
+    certificates: HashMap<&'a str, &'a Certificate>,
     /// Stages whose reference resolves to nothing, by that reference.
     dangling: HashMap<&'a str, Vec<&'a StageUse>>,
     account: &'a str,
@@ -33,10 +33,10 @@ impl<'a> RegionIndex<'a> {
                 .iter()
                 .map(|s| (&s.key, s.certificate_ref.as_deref()))
                 .collect(),
-            created: inventory
+            certificates: inventory
                 .certificates
                 .iter()
-                .map(|c| (c.key.id.as_str(), c.created_at))
+                .map(|c| (c.key.id.as_str(), c))
                 .collect(),
             dangling: inventory.dangling.iter().fold(HashMap::new(), |mut m, d| {
                 m.entry(d.certificate_ref.as_str())
@@ -62,7 +62,8 @@ impl<'a> RegionIndex<'a> {
                     region: self.region.to_string(),
                     id: reference.to_string(),
                 },
-                certificate_created_at: self.created.get(reference).copied().flatten(),
+                certificate_created_at: self.certificates.get(reference).and_then(|c| c.created_at),
+                certificate_not_after: self.certificates.get(reference).and_then(|c| c.not_after),
             }),
             Some(_) => None,
         }
@@ -289,7 +290,7 @@ mod tests {
         assert_eq!(departed[&stage("a", "beta")], StageFate::Deleted);
         assert!(matches!(
             &departed[&stage("a", "prod")],
-            StageFate::SwitchedTo { certificate, certificate_created_at: Some(_) } if certificate.id == "new"
+            StageFate::SwitchedTo { certificate, certificate_created_at: Some(_), certificate_not_after: Some(_) } if certificate.id == "new"
         ));
     }
 

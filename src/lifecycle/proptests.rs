@@ -71,10 +71,12 @@ fn observation(op: &Op, t: chrono::DateTime<chrono::Utc>) -> Observation {
                             2 => Some(StageFate::SwitchedTo {
                                 certificate: cert("old"),
                                 certificate_created_at: Some(at(-100.0)),
+                                certificate_not_after: Some(at(265.0)),
                             }),
                             3 => Some(StageFate::SwitchedTo {
                                 certificate: cert("fresh"),
                                 certificate_created_at: Some(t - Duration::hours(1)),
+                                certificate_not_after: Some(t + Duration::days(365)),
                             }),
                             _ => None,
                         };

@@ -81,6 +81,7 @@ fn switched_to(c: &str, created: Option<f64>) -> StageFate {
     StageFate::SwitchedTo {
         certificate: cert(c),
         certificate_created_at: created.map(at),
+        certificate_not_after: created.map(|d| at(d + 365.0)),
     }
 }
 
@@ -271,7 +272,8 @@ fn switching_resolves_then_cleanup_reminder_then_deletion() {
     assert_eq!(
         ep.resolution,
         Some(Resolution::SwitchedTo {
-            certificate: cert("c2")
+            certificate: cert("c2"),
+            still_at_risk: false,
         })
     );
     assert_eq!(ep.resolved_at.unwrap() - ep.detected_at, Duration::days(10));
@@ -379,17 +381,34 @@ fn big_bang_cut_over_gets_a_comment_and_a_mature_one_does_not() {
 fn moving_a_stage_to_another_expiring_certificate_closes_one_and_opens_the_other() {
     let mut old = Run::default();
     let mut new = Run::default();
-    old.feed(&present("c1", 50.0, 100.0, vec![user("s1", A, None)]));
+    let opened = old.feed(&present("c1", 50.0, 100.0, vec![user("s1", A, None)]));
     new.feed(&present("c2", 50.0, 80.0, vec![]));
     assert_eq!(new.state(), CertState::Unused);
+    // c2 (notAfter day 80) is itself inside the window on day 55.
     let i = old.feed(&with_departed(
         present("c1", 55.0, 100.0, vec![]),
-        vec![("s1", switched_to("c2", Some(40.0)))],
+        vec![(
+            "s1",
+            StageFate::SwitchedTo {
+                certificate: cert("c2"),
+                certificate_created_at: Some(at(-285.0)),
+                certificate_not_after: Some(at(80.0)),
+            },
+        )],
     ));
     assert_eq!(kinds(&i), ["team-a|e1|resolve"]);
+    assert_eq!(
+        old.episode(A).resolution,
+        Some(Resolution::SwitchedTo {
+            certificate: cert("c2"),
+            still_at_risk: true,
+        }),
+        "moving to another expiring certificate is no rotation done"
+    );
     let i = new.feed(&present("c2", 55.0, 80.0, vec![user("s1", A, None)]));
     assert_eq!(kinds(&i), ["team-a|e1|open", "team-a|e1|escalate:30"]);
-    assert_ne!(i[0].key, old.episode(A).id.to_string());
+    assert_ne!(i[0].key, opened[0].key, "a ticket of its own for c2");
+    assert_eq!(i[0].certificate, cert("c2"));
     assert_eq!(
         new.state(),
         CertState::Expiring {

@@ -79,6 +79,7 @@ fn generation_obs(i: usize, g: u64) -> Observation {
             StageFate::SwitchedTo {
                 certificate: cert(i + 1_000_000),
                 certificate_created_at: Some(at(0.0)),
+                certificate_not_after: Some(at(365.0)),
             },
         );
     }
