@@ -202,20 +202,36 @@ impl Settings {
             }
             builder = builder.add_source(File::from(path).format(FileFormat::Toml));
         }
-        let ours: std::collections::HashMap<String, String> = env
+        // Values stay strings (the config crate converts them where a key wants a number or a
+        // boolean), so an account id such as 012345678901 keeps its leading zero; list keys
+        // are split here, because the crate only splits lists when it also parses numbers.
+        let mut ours: std::collections::HashMap<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
             .collect();
-        let mut environment = Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .list_separator(",")
-            .source(Some(ours));
+        let mut lists = Vec::new();
         for key in LIST_KEYS {
-            environment = environment.with_list_parse_key(key);
+            let var = format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase());
+            if let Some(value) = ours.remove(&var) {
+                let items: Vec<String> = value
+                    .split(',')
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                lists.push((*key, items));
+            }
         }
-        builder = builder.add_source(environment);
+        builder = builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(ours)),
+        );
+        for (key, items) in lists {
+            builder = builder
+                .set_override(key, items)
+                .map_err(|e| ConfigError::Load(e.to_string()))?;
+        }
 
         let raw = builder
             .build()
@@ -490,6 +506,26 @@ mod tests {
         assert_eq!(s.policy.window_days, 50);
         assert_eq!(s.policy.critical_days, 10);
         assert_eq!(s.aws.regions, vec!["us-east-1", "eu-west-1"]);
+    }
+
+    #[test]
+    fn environment_values_keep_leading_zeros() {
+        // Account ids may start with 0; numbers must stay numbers where the key wants one.
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                (
+                    "CERTSENTINEL__AWS__ACCOUNTS__EXCLUDE",
+                    "012345678901,000000000042",
+                ),
+                ("CERTSENTINEL__AWS__RATE_LIMIT__REQUESTS_PER_SECOND", "2.5"),
+                ("CERTSENTINEL__DAEMON__SCAN_ON_START", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.aws.accounts.exclude, vec!["012345678901", "000000000042"]);
+        assert_eq!(s.aws.rate_limit.requests_per_second, 2.5);
+        assert!(!s.daemon.scan_on_start);
     }
 
     #[test]
