@@ -11,7 +11,9 @@ use crate::inventory::model::{Certificate, CertificateKind, Owner, StageKind, St
 use crate::inventory::scan::{Scan, TargetReport, TargetStatus};
 use crate::lifecycle::observations::renewal_outlook;
 use crate::lifecycle::policy::{Band, Policy, days_left};
-use crate::lifecycle::{CertState, CertificateRecord, Intent, IntentKind, RenewalOutlook, at_risk};
+use crate::lifecycle::{
+    CertState, CertificateRecord, Intent, IntentKind, RenewalOutlook, StageUser, at_risk,
+};
 
 /// Version of the JSON document below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -365,6 +367,23 @@ pub fn table(doc: &ScanDocument<'_>) -> String {
     out
 }
 
+/// Stages as people find them in the console: kind, API name (id), stage.
+fn stage_list(stages: &[StageUser]) -> String {
+    stages
+        .iter()
+        .map(|u| {
+            format!(
+                "{}:{}({})/{}",
+                u.stage.kind.as_str(),
+                u.api_name,
+                u.stage.api_id,
+                u.stage.stage_name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One line describing an intent, for people.
 pub fn describe_intent(intent: &Intent) -> String {
     let owner = intent.owner.as_deref().unwrap_or("(unowned)");
@@ -376,11 +395,7 @@ pub fn describe_intent(intent: &Intent) -> String {
             ..
         } => format!(
             "open ticket ({priority:?}, {days_left} days left) for {}",
-            stages
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            stage_list(stages)
         ),
         IntentKind::Escalate {
             step_days,
@@ -402,14 +417,9 @@ pub fn describe_intent(intent: &Intent) -> String {
         } => format!(
             "comment: big-bang cut-over, {stage} switched to {new_certificate} created {new_certificate_age_hours} h earlier"
         ),
-        IntentKind::UpdateStages { stages, .. } => format!(
-            "update ticket stages: {}",
-            stages
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        IntentKind::UpdateStages { stages, .. } => {
+            format!("update ticket stages: {}", stage_list(stages))
+        }
         IntentKind::ResolveTicket { how } => format!("resolve ticket: {how:?}"),
         IntentKind::PartnerEmail { partner, email } => {
             format!("email partner {partner}: {email:?}")

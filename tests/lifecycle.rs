@@ -83,6 +83,15 @@ fn a_scan_commits_its_intents_once_and_the_state_commands_read_them() {
         );
     }
     assert!(has(&first, "partner_email", "payments", "oldcert001"));
+    let open = intents(&first)
+        .into_iter()
+        .find(|i| i["kind"]["type"] == "open_ticket" && i["owner"] == "payments")
+        .unwrap();
+    let stage = &open["kind"]["stages"][0];
+    assert_eq!(stage["api_name"], "orders-api", "a ticket names the API: {open}");
+    assert_eq!(stage["stage"]["kind"], "rest");
+    assert_eq!(stage["stage"]["api_id"], "orders0001");
+    assert_eq!(stage["stage"]["stage_name"], "prod");
 
     let (code, second, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
     assert_eq!(code, 0, "{stderr}");

@@ -114,6 +114,12 @@ pub fn at_risk(policy: &Policy, not_after: Instant, renewal: RenewalOutlook, t: 
     }
 }
 
+/// The stages `keys`, as the observation's users name them (kind, API id and name, owner).
+fn named<'a>(users: &[StageUser], keys: impl Iterator<Item = &'a StageKey>) -> Vec<StageUser> {
+    keys.filter_map(|k| users.iter().find(|u| &u.stage == k).cloned())
+        .collect()
+}
+
 /// Resolutions after which somebody should delete the old certificate.
 fn wants_cleanup(ep: &Episode) -> bool {
     ep.cleanup_done_at.is_none()
@@ -304,7 +310,7 @@ impl Step<'_> {
                     i,
                     IntentKind::UpdateStages {
                         revision,
-                        stages: now_stages.into_iter().collect(),
+                        stages: named(&users, now_stages.iter()),
                     },
                 );
             }
@@ -360,7 +366,7 @@ impl Step<'_> {
                         priority: self.policy.open_priority,
                         not_after,
                         days_left: days_left(not_after, t),
-                        stages: g.stages.iter().cloned().collect(),
+                        stages: named(&users, g.stages.iter()),
                     },
                 );
                 for p in &g.partners {

@@ -347,7 +347,8 @@ pub enum IntentKind {
         priority: Priority,
         not_after: DateTime<Utc>,
         days_left: i64,
-        stages: Vec<StageKey>,
+        /// The owner's stages, each with its kind, API id and API name.
+        stages: Vec<StageUser>,
     },
     Escalate {
         step_days: u32,
@@ -370,7 +371,7 @@ pub enum IntentKind {
     },
     UpdateStages {
         revision: u32,
-        stages: Vec<StageKey>,
+        stages: Vec<StageUser>,
     },
     ResolveTicket {
         how: Resolution,
