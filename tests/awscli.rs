@@ -7,21 +7,6 @@ mod support;
 use serde_json::Value;
 use support::*;
 
-/// Rate limits out of the way (as in tests/inventory.rs).
-const FAST: &str = r#"
-[aws]
-regions = ["us-east-1"]
-[aws.accounts]
-list = [{ id = "123456789012" }]
-[aws.rate_limit]
-requests_per_second = 10000.0
-burst = 1000
-max_concurrency = 16
-[aws.retry]
-initial_backoff_ms = 10
-max_backoff_ms = 200
-"#;
-
 /// Exit code of AWS CLI v1 (PyPI's `awscli`) for a service error.
 const CLI_SERVICE_ERROR: i32 = 255;
 

@@ -88,7 +88,10 @@ fn a_scan_commits_its_intents_once_and_the_state_commands_read_them() {
         .find(|i| i["kind"]["type"] == "open_ticket" && i["owner"] == "payments")
         .unwrap();
     let stage = &open["kind"]["stages"][0];
-    assert_eq!(stage["api_name"], "orders-api", "a ticket names the API: {open}");
+    assert_eq!(
+        stage["api_name"], "orders-api",
+        "a ticket names the API: {open}"
+    );
     assert_eq!(stage["stage"]["kind"], "rest");
     assert_eq!(stage["stage"]["api_id"], "orders0001");
     assert_eq!(stage["stage"]["stage_name"], "prod");
