@@ -52,6 +52,11 @@ fn state_cmd(config: &ConfigFile, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `state show` of a certificate, parsed.
+fn show(config: &ConfigFile, certificate: &str) -> Value {
+    serde_json::from_str(&state_cmd(config, &["show", certificate])).unwrap()
+}
+
 fn estate(fake: &FakeControlPlane) {
     fake.seed(json!({
         "certificates": [{"id": "oldcert001", "not_after": days_from_now(20), "created_date": days_from_now(-345)}],
@@ -115,7 +120,7 @@ fn a_scan_commits_its_intents_once_and_the_state_commands_read_them() {
     let by_owner = state_cmd(&config, &["list", "--owner", "search"]);
     assert!(by_owner.contains("oldcert001"), "{by_owner}");
 
-    let shown: Value = serde_json::from_str(&state_cmd(&config, &["show", "oldcert001"])).unwrap();
+    let shown = show(&config, "oldcert001");
     let episodes = shown["record"]["episodes"].as_array().unwrap();
     assert_eq!(episodes.len(), 2);
     assert!(!shown["record"]["history"].as_array().unwrap().is_empty());
@@ -230,7 +235,7 @@ fn a_rotation_done_with_the_aws_cli_resolves_one_owners_ticket_and_flags_the_big
         .expect("search's ticket resolves");
     assert_eq!(resolve["owner"], "search");
     assert_eq!(resolve["kind"]["how"]["how"], "stage_deleted", "{resolve}");
-    let shown: Value = serde_json::from_str(&state_cmd(&config, &["show", "oldcert001"])).unwrap();
+    let shown = show(&config, "oldcert001");
     assert_eq!(shown["record"]["state"]["state"], "rotated_away");
 }
 
@@ -296,12 +301,12 @@ fn what_a_failed_scan_could_not_read_is_never_resolved_or_deleted() {
     let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
     assert_eq!(code, 3, "{stderr}");
     assert_eq!(intents(&doc), Vec::<Value>::new());
-    let shown: Value = serde_json::from_str(&state_cmd(&config, &["show", "oldcert001"])).unwrap();
+    let shown = show(&config, "oldcert001");
     assert_eq!(shown["record"]["state"]["state"], "expiring");
 
     // Once the region reads again, the deletion is observed and both tickets resolve.
-    ureq::post(&format!("{}/_fake/reset", fake.url))
-        .send_empty()
+    ureq::delete(&format!("{}/_fake/faults", fake.url))
+        .call()
         .unwrap();
     let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
     assert_eq!(code, 0, "{stderr}");
@@ -311,7 +316,7 @@ fn what_a_failed_scan_could_not_read_is_never_resolved_or_deleted() {
         kinds(&doc)
     );
     assert!(has(&doc, "resolve_ticket", "search", "oldcert001"));
-    let shown: Value = serde_json::from_str(&state_cmd(&config, &["show", "oldcert001"])).unwrap();
+    let shown = show(&config, "oldcert001");
     assert_eq!(shown["record"]["state"]["state"], "deleted");
 }
 
@@ -339,7 +344,7 @@ fn a_certificate_deleted_while_a_stage_still_presents_it_keeps_its_tickets_open(
         "nothing is resolved while stages still depend on it: {:?}",
         kinds(&doc)
     );
-    let shown: Value = serde_json::from_str(&state_cmd(&config, &["show", "oldcert001"])).unwrap();
+    let shown = show(&config, "oldcert001");
     assert_eq!(shown["record"]["state"]["state"], "expiring");
     assert_eq!(shown["record"]["users"].as_array().unwrap().len(), 2);
 }

@@ -143,12 +143,14 @@ pub fn missing(
     index: &RegionIndex<'_>,
     observed_at: DateTime<Utc>,
 ) -> Option<Observation> {
-    let is_acm = is_acm_arn(&record.key.id);
+    // Stages that still name it although it cannot be read depend on it whatever happened
+    // to it: their owners' episodes stay open and an expiry is an incident. An ACM
+    // certificate nobody names is unused, not gone (it was simply not read).
     let still_named = index.dangling.get(record.key.id.as_str());
-    let seen = if let Some(stages) = still_named {
-        // Stages still present it although it cannot be read: whatever happened to it, they
-        // depend on it, so their owners' episodes stay open and an expiry is an incident.
-        let users: Vec<StageUser> = stages.iter().copied().map(stage_user).collect();
+    let seen = if still_named.is_some() || is_acm_arn(&record.key.id) {
+        let users: Vec<StageUser> = still_named
+            .map(|stages| stages.iter().copied().map(stage_user).collect())
+            .unwrap_or_default();
         let departed = record
             .users
             .iter()
@@ -164,23 +166,6 @@ pub fn missing(
             created_at: record.created_at,
             renewal: record.renewal.unwrap_or(RenewalOutlook::Manual),
             users,
-            departed,
-        }
-    } else if is_acm {
-        let departed = record
-            .users
-            .iter()
-            .filter_map(|u| {
-                index
-                    .fate(&u.stage, &record.key)
-                    .map(|f| (u.stage.clone(), f))
-            })
-            .collect();
-        Seen::Present {
-            not_after: record.not_after?,
-            created_at: record.created_at,
-            renewal: record.renewal.unwrap_or(RenewalOutlook::Manual),
-            users: Vec::new(),
             departed,
         }
     } else {
