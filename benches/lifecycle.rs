@@ -36,13 +36,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use certsentinel::daemon::reconcile::{Reconciled, reconcile_scan};
+use certsentinel::ids::{CertificateKey, StageKey, StageKind};
 use certsentinel::inventory::model::{
-    Certificate, CertificateKey, CertificateKind, Owner, Stage, StageKey, StageKind, StageUse,
-    TagLevel,
+    Certificate, CertificateKind, Owner, RegionInventory, Stage, StageUse, TagLevel,
 };
-use certsentinel::inventory::scan::{
-    RegionInventory, Scan, TargetCounts, TargetReport, TargetStatus,
-};
+use certsentinel::inventory::scan::{Scan, TargetCounts, TargetReport, TargetStatus};
 use certsentinel::lifecycle::Policy;
 use certsentinel::store::{SledStore, Store};
 use chrono::{DateTime, Duration, TimeZone, Utc};

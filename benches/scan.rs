@@ -16,7 +16,9 @@
 //! shared machine affects both. Every run is checked: the scan must be complete and find every
 //! certificate; both must make exactly the floor number of calls, counted by the fake itself.
 
-#[path = "../tests/support/mod.rs"]
+// The integration tests' harness; the benchmark uses only its spawn helpers.
+#[path = "../tests/it/helpers.rs"]
+#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeSet;
@@ -521,7 +523,11 @@ fn scan_once(
 ) -> Result<Run> {
     fake.reset_calls();
     let probe = Probe::start(pids);
-    let scan = rt.block_on(scan_all(settings, Arc::new(NoProgress)));
+    // The SDK configuration is loaded per scan, as every scan did before the daemon kept one.
+    let scan = rt.block_on(async {
+        let base = certsentinel::inventory::aws::base_config(&settings.aws).await;
+        scan_all(settings, &base, Arc::new(NoProgress)).await
+    });
     let describe = scan
         .targets
         .iter()

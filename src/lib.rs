@@ -8,8 +8,14 @@
 
 pub mod config;
 pub mod daemon;
+pub mod ids;
 pub mod inventory;
 pub mod lifecycle;
+pub mod observe;
 pub mod output;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
+
+#[cfg(test)]
+mod test_support;

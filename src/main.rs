@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use certsentinel::config::{LogFormat, Settings};
-use certsentinel::daemon::reconcile::reconcile_scan;
-use certsentinel::inventory::scan::{self, Progress};
+use certsentinel::config::{ConfigError, LogFormat, Settings};
+use certsentinel::daemon::{Daemon, ScanStore, open_store, scan_once};
+use certsentinel::inventory::{aws, scan};
 use certsentinel::lifecycle::{Band, CertificateRecord};
-use certsentinel::store::{SledStore, Store};
+use certsentinel::store::Store;
 use certsentinel::{output, telemetry};
 
 const EXIT_FAILURE: u8 = 1;
@@ -96,15 +97,40 @@ enum Command {
     CheckConfig,
 }
 
+/// How a command that did not fail ended.
+enum Outcome {
+    Done,
+    /// A scan that could not read some account or region (the output says which).
+    PartialScan,
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let settings = match Settings::load(cli.config.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("certsentinel: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+    match run(Cli::parse()) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::PartialScan) => {
+            eprintln!(
+                "certsentinel: the scan is partial: some accounts or regions could not be read (see above)"
+            );
+            ExitCode::from(EXIT_PARTIAL)
         }
-    };
+        Err(e) => {
+            eprintln!("certsentinel: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// The one place where an error becomes an exit code.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<ConfigError>().is_some() {
+        EXIT_CONFIG
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let settings = Settings::load(cli.config.as_deref())?;
     let format = match cli.log_format {
         Some(LogFormatArg::Pretty) => LogFormat::Pretty,
         Some(LogFormatArg::Json) => LogFormat::Json,
@@ -115,58 +141,117 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig => {
             print!("{}", settings.to_redacted_toml());
-            ExitCode::SUCCESS
+            Ok(Outcome::Done)
         }
         Command::Scan {
             once: _,
             format,
             dry_run,
-        } => {
-            let Some(runtime) = runtime() else {
-                return ExitCode::from(EXIT_FAILURE);
-            };
-            runtime.block_on(scan_once(&settings, format, dry_run))
-        }
+        } => runtime()?.block_on(scan_command(&settings, format, dry_run)),
         Command::Run => {
-            let Some(runtime) = runtime() else {
-                return ExitCode::from(EXIT_FAILURE);
-            };
-            let store = match open_store(&settings) {
-                Ok(s) => std::sync::Arc::new(s),
-                Err(e) => {
-                    eprintln!("certsentinel: {e:#}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
-            };
-            match runtime.block_on(certsentinel::daemon::run::run(
-                std::sync::Arc::new(settings),
-                store,
-            )) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("certsentinel: {e}");
-                    ExitCode::from(EXIT_FAILURE)
-                }
-            }
+            runtime()?.block_on(async {
+                let daemon = Daemon::build(settings).await?;
+                daemon.run_until_stopped(shutdown_signal()).await
+            })?;
+            Ok(Outcome::Done)
         }
-        Command::State { command } => match state(&settings, command) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("certsentinel: {e:#}");
-                ExitCode::from(EXIT_FAILURE)
-            }
-        },
+        Command::State { command } => state_command(&settings, command),
     }
 }
 
-fn open_store(settings: &Settings) -> anyhow::Result<SledStore> {
-    Ok(SledStore::open(
-        &settings.store.path,
-        settings.store.cache_mb * 1024 * 1024,
-    )?)
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("could not start the async runtime")
 }
 
-fn state(settings: &Settings, command: StateCommand) -> anyhow::Result<ExitCode> {
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+async fn scan_command(
+    settings: &Settings,
+    format: OutputFormat,
+    dry_run: bool,
+) -> anyhow::Result<Outcome> {
+    let store = ScanStore::open(settings, dry_run)?;
+    let aws = aws::base_config(&settings.aws).await;
+    let progress = progress_bar();
+    let done = scan_once(settings, &aws, store.store.clone(), progress, dry_run)
+        .await
+        .context("the scan could not be recorded")?;
+    let mut doc = output::document(&done.scan, &settings.policy, chrono::Utc::now());
+    doc.reconcile = Some(output::ReconcileView {
+        committed: done.reconciled.committed,
+        observations: done.reconciled.observations,
+        stale_observations: done.reconciled.stale,
+        intents: &done.reconciled.intents,
+    });
+    match format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("could not render JSON")?
+        ),
+        OutputFormat::Table => {
+            print!("{}", output::table(&doc));
+            print!(
+                "{}",
+                output::intents_text(&done.reconciled.intents, done.reconciled.committed)
+            );
+        }
+    }
+    Ok(if done.scan.complete() {
+        Outcome::Done
+    } else {
+        Outcome::PartialScan
+    })
+}
+
+/// A progress bar on stderr when it is a terminal; nothing otherwise.
+fn progress_bar() -> Arc<dyn scan::Progress> {
+    if !std::io::stderr().is_terminal() {
+        return Arc::new(scan::NoProgress);
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} reading stages {pos}/{len} APIs [{elapsed}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Arc::new(Bar(bar))
+}
+
+/// A progress bar on stderr; cleared when the scan drops its progress.
+struct Bar(indicatif::ProgressBar);
+
+impl scan::Progress for Bar {
+    fn add_work(&self, n: u64) {
+        self.0.inc_length(n);
+    }
+    fn work_done(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<Outcome> {
     if !settings.store.path.exists() {
         anyhow::bail!(
             "no state database at {} (store.path): run `certsentinel scan --once` first",
@@ -182,10 +267,11 @@ fn state(settings: &Settings, command: StateCommand) -> anyhow::Result<ExitCode>
             format,
         } => {
             let records: Vec<CertificateRecord> = store.records().collect::<Result<_, _>>()?;
+            let band = band.map(|b| b.to_string());
             let rows: Vec<output::StateRow<'_>> = records
                 .iter()
                 .map(|r| output::state_row(r, &settings.policy, now))
-                .filter(|row| band.is_none_or(|b| row.band == b.as_str()))
+                .filter(|row| band.as_ref().is_none_or(|b| &row.band == b))
                 .filter(|row| owner.as_ref().is_none_or(|o| row.owners.contains(o)))
                 .collect();
             match format {
@@ -193,148 +279,27 @@ fn state(settings: &Settings, command: StateCommand) -> anyhow::Result<ExitCode>
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
             }
         }
-        StateCommand::Show { certificate } => {
-            let matches: Vec<CertificateRecord> = store
-                .records()
-                .filter(|r| {
-                    r.as_ref().map_or(true, |r| {
-                        r.key.id == certificate || r.key.to_string() == certificate
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            match matches.as_slice() {
-                [] => anyhow::bail!("no certificate {certificate} in the state database"),
-                [record] => {
-                    let pending: Vec<_> = store
-                        .outbox_pending()?
-                        .into_iter()
-                        .filter(|e| e.intent.certificate == record.key)
-                        .collect();
-                    let doc = serde_json::json!({"record": record, "pending_intents": pending});
-                    println!("{}", serde_json::to_string_pretty(&doc)?);
-                }
-                many => anyhow::bail!(
-                    "{certificate} names {} certificates; give account/region/id: {}",
-                    many.len(),
-                    many.iter()
-                        .map(|r| r.key.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+        StateCommand::Show { certificate } => match store.find(&certificate)?.as_slice() {
+            [] => anyhow::bail!("no certificate {certificate} in the state database"),
+            [record] => {
+                let pending = store.pending_for(&record.key)?;
+                let doc = serde_json::json!({"record": record, "pending_intents": pending});
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             }
-        }
-        StateCommand::Export => {
-            let stdout = std::io::stdout();
-            let mut lock = std::io::BufWriter::new(stdout.lock());
-            store.export_jsonl(&mut lock)?;
-            std::io::Write::flush(&mut lock)?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// A progress bar on stderr, drawn only when stderr is a terminal.
-struct Bar(indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn add_work(&self, n: u64) {
-        self.0.inc_length(n);
-    }
-    fn work_done(&self, n: u64) {
-        self.0.inc(n);
-    }
-}
-
-async fn scan_once(settings: &Settings, format: OutputFormat, dry_run: bool) -> ExitCode {
-    // A dry run against a database that does not exist yet decides against an empty one and
-    // creates nothing.
-    let scratch = match tempfile_dir_if(dry_run && !settings.store.path.exists()) {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("certsentinel: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-    let store = match &scratch {
-        Some(dir) => SledStore::open(dir.path(), settings.store.cache_mb * 1024 * 1024),
-        None => SledStore::open(&settings.store.path, settings.store.cache_mb * 1024 * 1024),
-    };
-    let store = match store {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("certsentinel: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} reading stages {pos}/{len} APIs [{elapsed}]",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        Arc::new(Bar(bar))
-    } else {
-        Arc::new(scan::NoProgress)
-    };
-    let result = scan::scan_all(settings, progress.clone()).await;
-    drop(progress);
-    let now = chrono::Utc::now();
-    let reconciled = match reconcile_scan(&store, &result, &settings.policy, now, dry_run) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("certsentinel: the scan could not be recorded: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-    for key in &reconciled.unjudged {
-        tracing::warn!(certificate = %key, "expiry unknown: not judged by the lifecycle engine");
-    }
-    let mut doc = output::document(&result, &settings.policy, now);
-    doc.reconcile = Some(output::ReconcileView {
-        committed: reconciled.committed,
-        observations: reconciled.observations,
-        stale_observations: reconciled.stale,
-        intents: &reconciled.intents,
-    });
-    match format {
-        OutputFormat::Json => match serde_json::to_string_pretty(&doc) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("certsentinel: could not render JSON: {e}");
-                return ExitCode::from(EXIT_FAILURE);
-            }
+            many => anyhow::bail!(
+                "{certificate} names {} certificates; give account/region/id: {}",
+                many.len(),
+                many.iter()
+                    .map(|r| r.key.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         },
-        OutputFormat::Table => {
-            print!("{}", output::table(&doc));
-            print!(
-                "{}",
-                output::intents_text(&reconciled.intents, reconciled.committed)
-            );
+        StateCommand::Export => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            store.export_jsonl(&mut out)?;
+            std::io::Write::flush(&mut out)?;
         }
     }
-    if result.complete() {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!(
-            "certsentinel: the scan is partial: some accounts or regions could not be read (see above)"
-        );
-        ExitCode::from(EXIT_PARTIAL)
-    }
-}
-
-fn tempfile_dir_if(condition: bool) -> std::io::Result<Option<tempfile::TempDir>> {
-    if condition {
-        tempfile::tempdir().map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    tokio::runtime::Runtime::new()
-        .map_err(|e| eprintln!("certsentinel: could not start the async runtime: {e}"))
-        .ok()
+    Ok(Outcome::Done)
 }

@@ -7,13 +7,14 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::inventory::model::{Certificate, CertificateKind, Owner, StageKind, StageUse};
+use crate::ids::StageKind;
+use crate::inventory::model::{Certificate, CertificateKind, ExpirySource, Owner, StageUse};
 use crate::inventory::scan::{Scan, TargetReport, TargetStatus};
-use crate::lifecycle::observations::renewal_outlook;
 use crate::lifecycle::policy::{Band, Policy, days_left};
 use crate::lifecycle::{
     CertState, CertificateRecord, Intent, IntentKind, RenewalOutlook, StageUser, at_risk,
 };
+use crate::observe::renewal_outlook;
 
 /// Version of the JSON document below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -53,7 +54,7 @@ pub struct PolicySummary {
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub certificates: usize,
-    pub by_band: BTreeMap<&'static str, usize>,
+    pub by_band: BTreeMap<String, usize>,
     pub dangling_references: usize,
     pub incomplete_targets: usize,
 }
@@ -68,10 +69,10 @@ pub struct CertificateView<'a> {
     pub description: Option<&'a str>,
     pub created_at: Option<DateTime<Utc>>,
     pub not_after: Option<DateTime<Utc>>,
-    pub not_after_source: Option<crate::inventory::model::ExpirySource>,
+    pub not_after_source: Option<ExpirySource>,
     pub days_left: Option<i64>,
     /// healthy, expiring, critical, expired, unused; "unknown" when no expiry could be read.
-    pub band: &'static str,
+    pub band: String,
     /// For a managed ACM certificate in the window: whether people must act.
     pub at_risk_reason: Option<String>,
     pub fingerprint_sha256: Option<&'a str>,
@@ -144,12 +145,12 @@ fn acm_reason(c: &Certificate, policy: &Policy, now: DateTime<Utc>) -> Option<St
 }
 
 pub fn document<'a>(scan: &'a Scan, policy: &Policy, now: DateTime<Utc>) -> ScanDocument<'a> {
-    let mut by_band: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut by_band: BTreeMap<String, usize> = BTreeMap::new();
     let certificates: Vec<CertificateView<'a>> = scan
         .certificates()
         .map(|c| {
-            let band = band_of(c, policy, now).map_or("unknown", Band::as_str);
-            *by_band.entry(band).or_insert(0) += 1;
+            let band = band_of(c, policy, now).map_or_else(|| "unknown".into(), |b| b.to_string());
+            *by_band.entry(band.clone()).or_insert(0) += 1;
             CertificateView {
                 account: &c.key.account,
                 region: &c.key.region,
@@ -212,16 +213,11 @@ fn describe_stage(s: &StageView<'_>) -> String {
     } else {
         s.api_name
     };
-    format!(
-        "{}:{}({})/{}",
-        s.kind.as_str(),
-        name,
-        s.api_id,
-        s.stage_name
-    )
+    format!("{}:{}({})/{}", s.kind, name, s.api_id, s.stage_name)
 }
 
-/// A table for a terminal: the most urgent first.
+/// A table for a terminal: the most urgent first, then warnings, dangling references, the
+/// count by band and each target's status.
 pub fn table(doc: &ScanDocument<'_>) -> String {
     let mut rows: Vec<&CertificateView<'_>> = doc.certificates.iter().collect();
     let urgency = |b: &str| match b {
@@ -232,7 +228,7 @@ pub fn table(doc: &ScanDocument<'_>) -> String {
         "healthy" => 4,
         _ => 5,
     };
-    rows.sort_by_key(|c| (urgency(c.band), c.days_left.unwrap_or(i64::MIN), c.id));
+    rows.sort_by_key(|c| (urgency(&c.band), c.days_left.unwrap_or(i64::MIN), c.id));
     let header = [
         "ACCOUNT",
         "REGION",
@@ -244,72 +240,9 @@ pub fn table(doc: &ScanDocument<'_>) -> String {
         "PARTNER",
         "STAGES",
     ];
-    let mut cells: Vec<[String; 9]> = rows
-        .iter()
-        .map(|c| {
-            let id = if c.id.len() > 40 {
-                format!("…{}", &c.id[c.id.len() - 39..])
-            } else {
-                c.id.to_string()
-            };
-            let owners = if c.owners.is_empty() {
-                "(none)".to_string()
-            } else {
-                c.owners
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let mut band = c.band.to_string();
-            if !c.warnings.is_empty() {
-                band.push('!');
-            }
-            [
-                c.account.to_string(),
-                c.region.to_string(),
-                id,
-                band,
-                c.not_after
-                    .map(|d| d.format("%Y-%m-%d").to_string())
-                    .unwrap_or_else(|| "?".into()),
-                c.days_left
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "?".into()),
-                owners,
-                c.partners.join(", "),
-                if c.stages.is_empty() {
-                    "-".into()
-                } else {
-                    c.stages
-                        .iter()
-                        .map(describe_stage)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                },
-            ]
-        })
-        .collect();
-    cells.insert(0, header.map(str::to_string));
-    let mut widths = [0usize; 9];
-    for row in &cells {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &cells {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{:width$}  ", cell, width = widths[i]);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    let mut cells: Vec<[String; 9]> = vec![header.map(str::to_string)];
+    cells.extend(rows.iter().map(|c| certificate_cells(c)));
+    let mut out = aligned(&cells);
     for c in rows.iter().filter(|c| !c.warnings.is_empty()) {
         for w in c.warnings {
             let _ = writeln!(out, "warning: {}/{}/{}: {w}", c.account, c.region, c.id);
@@ -339,32 +272,100 @@ pub fn table(doc: &ScanDocument<'_>) -> String {
         bands.join(", ")
     );
     for t in doc.targets {
-        let calls: u64 = t.calls.values().sum();
-        match &t.status {
-            TargetStatus::Complete => {
-                let _ = writeln!(
-                    out,
-                    "{}/{}: complete, {} API calls ({} certificates, {} REST APIs, {} WebSocket APIs, {} HTTP APIs, {} stages)",
-                    t.account,
-                    t.region,
-                    calls,
-                    t.counts.certificates,
-                    t.counts.rest_apis,
-                    t.counts.websocket_apis,
-                    t.counts.http_apis,
-                    t.counts.stages
-                );
-            }
-            TargetStatus::Failed { reason_kind, error } => {
-                let _ = writeln!(
-                    out,
-                    "{}/{}: INCOMPLETE ({reason_kind}): {error}",
-                    t.account, t.region
-                );
-            }
-        }
+        let _ = writeln!(out, "{}", target_line(t));
     }
     out
+}
+
+/// One certificate's row of the scan table.
+fn certificate_cells(c: &CertificateView<'_>) -> [String; 9] {
+    let id = if c.id.len() > 40 {
+        format!("…{}", &c.id[c.id.len() - 39..])
+    } else {
+        c.id.to_string()
+    };
+    let owners = if c.owners.is_empty() {
+        "(none)".to_string()
+    } else {
+        c.owners
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut band = c.band.to_string();
+    if !c.warnings.is_empty() {
+        band.push('!');
+    }
+    [
+        c.account.to_string(),
+        c.region.to_string(),
+        id,
+        band,
+        c.not_after
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| "?".into()),
+        c.days_left
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "?".into()),
+        owners,
+        c.partners.join(", "),
+        if c.stages.is_empty() {
+            "-".into()
+        } else {
+            c.stages
+                .iter()
+                .map(describe_stage)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    ]
+}
+
+/// Rows as columns padded to their widest cell; the last column is not padded.
+fn aligned<const N: usize>(cells: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in cells {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in cells {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{:width$}  ", cell, width = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// One target's status under the scan table.
+fn target_line(t: &TargetReport) -> String {
+    let calls: u64 = t.calls.values().sum();
+    match &t.status {
+        TargetStatus::Complete => format!(
+            "{}/{}: complete, {} API calls ({} certificates, {} REST APIs, {} WebSocket APIs, {} HTTP APIs, {} stages)",
+            t.account,
+            t.region,
+            calls,
+            t.counts.certificates,
+            t.counts.rest_apis,
+            t.counts.websocket_apis,
+            t.counts.http_apis,
+            t.counts.stages
+        ),
+        TargetStatus::Failed { reason_kind, error } => format!(
+            "{}/{}: INCOMPLETE ({reason_kind}): {error}",
+            t.account, t.region
+        ),
+    }
 }
 
 /// Stages as people find them in the console: kind, API name (id), stage.
@@ -374,10 +375,7 @@ fn stage_list(stages: &[StageUser]) -> String {
         .map(|u| {
             format!(
                 "{}:{}({})/{}",
-                u.stage.kind.as_str(),
-                u.api_name,
-                u.stage.api_id,
-                u.stage.stage_name
+                u.stage.kind, u.api_name, u.stage.api_id, u.stage.stage_name
             )
         })
         .collect::<Vec<_>>()
@@ -454,7 +452,7 @@ pub struct StateRow<'a> {
     pub region: &'a str,
     pub id: &'a str,
     pub state: &'a CertState,
-    pub band: &'static str,
+    pub band: String,
     pub not_after: Option<DateTime<Utc>>,
     pub days_left: Option<i64>,
     pub owners: Vec<String>,
@@ -468,9 +466,9 @@ pub fn state_row<'a>(
     now: DateTime<Utc>,
 ) -> StateRow<'a> {
     let band = match (&record.state, record.not_after) {
-        (CertState::Deleted, _) => "deleted",
-        (_, Some(na)) => policy.band(na, record.in_use(), now).as_str(),
-        (_, None) => "unknown",
+        (CertState::Deleted, _) => "deleted".to_string(),
+        (_, Some(na)) => policy.band(na, record.in_use(), now).to_string(),
+        (_, None) => "unknown".to_string(),
     };
     let mut owners: Vec<String> = record
         .users
@@ -501,20 +499,12 @@ pub fn state_table(rows: &[StateRow<'_>]) -> String {
         "ACCOUNT", "REGION", "CERTIFICATE", "STATE", "BAND", "DAYS", "OPEN"
     );
     for r in rows {
+        // The state's one name (as stored and in JSON), with the step reached or a mark
+        // once the clean-up reminder went out.
         let state = match r.state {
-            CertState::Healthy => "healthy".to_string(),
-            CertState::Unused => "unused".to_string(),
-            CertState::Expiring { step_days: None } => "expiring".to_string(),
-            CertState::Expiring { step_days: Some(d) } => format!("expiring@{d}d"),
-            CertState::ExpiredInUse => "expired-in-use".to_string(),
-            CertState::RotatedAway { reminded, .. } => {
-                if *reminded {
-                    "rotated-away*".to_string()
-                } else {
-                    "rotated-away".to_string()
-                }
-            }
-            CertState::Deleted => "deleted".to_string(),
+            CertState::Expiring { step_days: Some(d) } => format!("{}@{d}d", r.state.name()),
+            CertState::RotatedAway { reminded: true, .. } => format!("{}*", r.state.name()),
+            _ => r.state.name(),
         };
         let _ = writeln!(
             out,

@@ -1,14 +1,17 @@
 //! Layered configuration: the embedded `config/default.toml` (every key, documented), then an
 //! optional file given with `--config`, then `CERTSENTINEL__SECTION__KEY` environment
 //! variables. This module owns loading, validation (unknown keys, wrong types, impossible
-//! values) and the redacted rendering that `check-config` prints. It knows nothing of AWS or
-//! of the engine beyond the policy's shape.
+//! values) and the redacted rendering that `check-config` prints. It stands apart from the
+//! pipeline: every module may read it, and it imports none of them (the policy's shape lives
+//! here, in [`policy`]; what the policy means is the engine's).
+
+pub mod policy;
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::policy::Policy;
+use policy::Policy;
 
 /// The embedded defaults; also the documentation of every key.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -30,8 +33,22 @@ pub const ENABLED_REGIONS: &str = "enabled";
 pub enum ConfigError {
     #[error("configuration could not be read: {0}")]
     Load(String),
+    /// A value that is present but wrong; `key` is its full dotted path, such as
+    /// `policy.escalation[1].days_left`.
     #[error("configuration key `{key}` is invalid: {reason}")]
     Invalid { key: String, reason: String },
+}
+
+/// The error for an invalid value of `key`.
+pub(crate) fn invalid<T>(key: &str, reason: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid {
+        key: key.to_string(),
+        reason: reason.into(),
+    })
+}
+
+fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.chars().all(|c| c.is_ascii_digit())
 }
 
 /// A value that must never reach a log or an output: it prints as `[redacted]`.
@@ -243,19 +260,31 @@ impl Settings {
 
     /// Checks the values that types alone cannot: each error names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: String| {
-            Err(ConfigError::Invalid {
-                key: key.to_string(),
-                reason,
-            })
-        };
-        if self.aws.regions.is_empty() {
+        self.aws.validate_regions()?;
+        self.aws.accounts.validate()?;
+        self.aws.validate_calls()?;
+        self.ownership.validate()?;
+        self.policy.validate()?;
+        self.store.validate()?;
+        self.daemon.validate()?;
+        self.telemetry.validate()
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not render: {e}\n"))
+    }
+}
+
+impl AwsSettings {
+    fn validate_regions(&self) -> Result<(), ConfigError> {
+        if self.regions.is_empty() {
             return invalid(
                 "aws.regions",
-                "the list is empty; give at least one region, such as [\"us-east-1\"]".into(),
+                "the list is empty; give at least one region, such as [\"us-east-1\"]",
             );
         }
-        for (i, region) in self.aws.regions.iter().enumerate() {
+        for (i, region) in self.regions.iter().enumerate() {
             let ok = region == ENABLED_REGIONS
                 || !region.is_empty()
                     && region
@@ -268,8 +297,7 @@ impl Settings {
                 );
             }
         }
-        let enabled = self.aws.regions.iter().any(|r| r == ENABLED_REGIONS);
-        if enabled && self.aws.regions.len() > 1 {
+        if self.regions.len() > 1 && self.regions.iter().any(|r| r == ENABLED_REGIONS) {
             return invalid(
                 "aws.regions",
                 format!(
@@ -277,69 +305,20 @@ impl Settings {
                 ),
             );
         }
-        if self.aws.accounts.discover == Discovery::Organization
-            && !self.aws.accounts.list.is_empty()
-        {
-            return invalid(
-                "aws.accounts.list",
-                "must be empty when aws.accounts.discover = \"organization\" (the organization gives the accounts; use aws.accounts.exclude to skip some)".into(),
-            );
+        Ok(())
+    }
+
+    fn validate_calls(&self) -> Result<(), ConfigError> {
+        if self.role_session_name.is_empty() || self.role_session_name.len() > 64 {
+            return invalid("aws.role_session_name", "must be 1 to 64 characters");
         }
-        let role_name_ok = !self.aws.accounts.role_name.is_empty()
-            && self.aws.accounts.role_name.len() <= 64
-            && self
-                .aws
-                .accounts
-                .role_name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c));
-        if !role_name_ok {
-            return invalid(
-                "aws.accounts.role_name",
-                format!("'{}' is not an IAM role name", self.aws.accounts.role_name),
-            );
+        if self.parallel_targets == 0 {
+            return invalid("aws.parallel_targets", "must be at least 1");
         }
-        for (i, id) in self.aws.accounts.exclude.iter().enumerate() {
-            if id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit()) {
-                return invalid(
-                    &format!("aws.accounts.exclude[{i}]"),
-                    format!("'{id}' is not a 12-digit AWS account id"),
-                );
-            }
+        if self.call_timeout_secs == 0 {
+            return invalid("aws.call_timeout_secs", "must be at least 1 second");
         }
-        for (i, account) in self.aws.accounts.list.iter().enumerate() {
-            if account.id.len() != 12 || !account.id.chars().all(|c| c.is_ascii_digit()) {
-                return invalid(
-                    &format!("aws.accounts.list[{i}].id"),
-                    format!("'{}' is not a 12-digit AWS account id", account.id),
-                );
-            }
-            if let Some(arn) = &account.role_arn {
-                let expected = format!("arn:aws:iam::{}:role/", account.id);
-                let in_partition = arn.starts_with(&expected)
-                    || arn.starts_with(&expected.replace("arn:aws:", "arn:aws-us-gov:"))
-                    || arn.starts_with(&expected.replace("arn:aws:", "arn:aws-cn:"));
-                if !in_partition {
-                    return invalid(
-                        &format!("aws.accounts.list[{i}].role_arn"),
-                        format!(
-                            "'{arn}' is not a role of account {} ({expected}NAME)",
-                            account.id
-                        ),
-                    );
-                }
-            }
-        }
-        if self.aws.role_session_name.is_empty() || self.aws.role_session_name.len() > 64 {
-            return invalid("aws.role_session_name", "must be 1 to 64 characters".into());
-        }
-        if self.aws.parallel_targets == 0 {
-            return invalid("aws.parallel_targets", "must be at least 1".into());
-        }
-        if self.aws.call_timeout_secs == 0 {
-            return invalid("aws.call_timeout_secs", "must be at least 1 second".into());
-        }
-        let rl = &self.aws.rate_limit;
+        let rl = &self.rate_limit;
         if !(rl.requests_per_second.is_finite() && rl.requests_per_second > 0.0) {
             return invalid(
                 "aws.rate_limit.requests_per_second",
@@ -350,89 +329,159 @@ impl Settings {
             );
         }
         if rl.burst == 0 {
-            return invalid("aws.rate_limit.burst", "must be at least 1 call".into());
+            return invalid("aws.rate_limit.burst", "must be at least 1 call");
         }
         if rl.max_concurrency == 0 {
+            return invalid("aws.rate_limit.max_concurrency", "must be at least 1");
+        }
+        self.retry.validate("aws.retry")
+    }
+}
+
+impl AccountsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.discover == Discovery::Organization && !self.list.is_empty() {
             return invalid(
-                "aws.rate_limit.max_concurrency",
-                "must be at least 1".into(),
+                "aws.accounts.list",
+                "must be empty when aws.accounts.discover = \"organization\" (the organization gives the accounts; use aws.accounts.exclude to skip some)",
             );
         }
-        let retry = &self.aws.retry;
-        if retry.max_attempts == 0 {
+        let role_name_ok = !self.role_name.is_empty()
+            && self.role_name.len() <= 64
+            && self
+                .role_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c));
+        if !role_name_ok {
             return invalid(
-                "aws.retry.max_attempts",
-                "must be at least 1 attempt".into(),
+                "aws.accounts.role_name",
+                format!("'{}' is not an IAM role name", self.role_name),
             );
         }
-        if retry.initial_backoff_ms == 0 || retry.initial_backoff_ms > retry.max_backoff_ms {
+        for (i, id) in self.exclude.iter().enumerate() {
+            if !is_account_id(id) {
+                return invalid(
+                    &format!("aws.accounts.exclude[{i}]"),
+                    format!("'{id}' is not a 12-digit AWS account id"),
+                );
+            }
+        }
+        for (i, account) in self.list.iter().enumerate() {
+            account.validate(i)?;
+        }
+        Ok(())
+    }
+}
+
+impl AccountSettings {
+    fn validate(&self, i: usize) -> Result<(), ConfigError> {
+        if !is_account_id(&self.id) {
             return invalid(
-                "aws.retry.initial_backoff_ms",
+                &format!("aws.accounts.list[{i}].id"),
+                format!("'{}' is not a 12-digit AWS account id", self.id),
+            );
+        }
+        if let Some(arn) = &self.role_arn {
+            let expected = format!("arn:aws:iam::{}:role/", self.id);
+            let in_partition = ["arn:aws:", "arn:aws-us-gov:", "arn:aws-cn:"]
+                .iter()
+                .any(|p| arn.starts_with(&expected.replacen("arn:aws:", p, 1)));
+            if !in_partition {
+                return invalid(
+                    &format!("aws.accounts.list[{i}].role_arn"),
+                    format!(
+                        "'{arn}' is not a role of account {} ({expected}NAME)",
+                        self.id
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RetrySettings {
+    /// Checks a retry section; `section` is where it sits (`aws.retry`, later every section
+    /// that retries has the same shape).
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if self.max_attempts == 0 {
+            return invalid(
+                &format!("{section}.max_attempts"),
+                "must be at least 1 attempt",
+            );
+        }
+        if self.initial_backoff_ms == 0 || self.initial_backoff_ms > self.max_backoff_ms {
+            return invalid(
+                &format!("{section}.initial_backoff_ms"),
                 format!(
-                    "must be between 1 and aws.retry.max_backoff_ms ({})",
-                    retry.max_backoff_ms
-                ),
-            );
-        }
-        if self.ownership.owner_tag_keys.is_empty()
-            || self.ownership.owner_tag_keys.iter().any(|k| k.is_empty())
-        {
-            return invalid(
-                "ownership.owner_tag_keys",
-                "give at least one non-empty tag key, such as [\"owner\"]".into(),
-            );
-        }
-        if self.ownership.partner_tag_key.is_empty() {
-            return invalid("ownership.partner_tag_key", "must not be empty".into());
-        }
-        if let Err(message) = self.policy.validate() {
-            let key = message
-                .split_whitespace()
-                .next()
-                .unwrap_or("policy")
-                .to_string();
-            return invalid(&key, message);
-        }
-        if self.store.path.as_os_str().is_empty() {
-            return invalid(
-                "store.path",
-                "give the directory of the state database".into(),
-            );
-        }
-        if self.store.cache_mb == 0 || self.store.cache_mb > 4096 {
-            return invalid(
-                "store.cache_mb",
-                format!("{} is outside 1..=4096 MiB", self.store.cache_mb),
-            );
-        }
-        if let Err(e) =
-            tokio_cron_scheduler::Job::new_async(self.daemon.schedule.as_str(), |_, _| {
-                Box::pin(async {})
-            })
-        {
-            return invalid(
-                "daemon.schedule",
-                format!(
-                    "'{}' is not a cron expression with seconds, such as \"0 0 */6 * * *\" ({e})",
-                    self.daemon.schedule
-                ),
-            );
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.level).is_err() {
-            return invalid(
-                "telemetry.level",
-                format!(
-                    "'{}' is not a level (error, warn, info, debug, trace) or filter directive",
-                    self.telemetry.level
+                    "must be between 1 and {section}.max_backoff_ms ({})",
+                    self.max_backoff_ms
                 ),
             );
         }
         Ok(())
     }
+}
 
-    /// The effective configuration as TOML, secrets redacted.
-    pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not render: {e}\n"))
+impl OwnershipSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.owner_tag_keys.is_empty() || self.owner_tag_keys.iter().any(|k| k.is_empty()) {
+            return invalid(
+                "ownership.owner_tag_keys",
+                "give at least one non-empty tag key, such as [\"owner\"]",
+            );
+        }
+        if self.partner_tag_key.is_empty() {
+            return invalid("ownership.partner_tag_key", "must not be empty");
+        }
+        Ok(())
+    }
+}
+
+impl StoreSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.path.as_os_str().is_empty() {
+            return invalid("store.path", "give the directory of the state database");
+        }
+        if self.cache_mb == 0 || self.cache_mb > 4096 {
+            return invalid(
+                "store.cache_mb",
+                format!("{} is outside 1..=4096 MiB", self.cache_mb),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl DaemonSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(e) =
+            tokio_cron_scheduler::Job::new_async(self.schedule.as_str(), |_, _| Box::pin(async {}))
+        {
+            return invalid(
+                "daemon.schedule",
+                format!(
+                    "'{}' is not a cron expression with seconds, such as \"0 0 */6 * * *\" ({e})",
+                    self.schedule
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl TelemetrySettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if tracing_subscriber::EnvFilter::try_new(&self.level).is_err() {
+            return invalid(
+                "telemetry.level",
+                format!(
+                    "'{}' is not a level (error, warn, info, debug, trace) or filter directive",
+                    self.level
+                ),
+            );
+        }
+        Ok(())
     }
 }
 

@@ -7,10 +7,10 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::inventory::model::CertificateKey;
+use crate::ids::CertificateKey;
 use crate::inventory::scan::{Scan, TargetStatus};
-use crate::lifecycle::observations::{RegionIndex, missing, present};
 use crate::lifecycle::{Decision, Intent, Policy, decide};
+use crate::observe::{RegionIndex, missing, present};
 use crate::store::{Store, StoreError};
 
 /// Decisions are committed (and flushed) this many at a time, bounding memory on large estates.
@@ -133,39 +133,20 @@ pub fn reconcile_scan(
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, TimeZone};
-
     use super::*;
-    use crate::inventory::model::{
-        Certificate, CertificateKind, Stage, StageKey, StageKind, StageUse,
-    };
-    use crate::inventory::scan::{RegionInventory, TargetReport};
+    use crate::inventory::model::{Certificate, CertificateKind, RegionInventory, Stage, StageUse};
+    use crate::inventory::scan::TargetReport;
     use crate::lifecycle::CertState;
     use crate::store::{DEFAULT_CACHE_BYTES, SledStore};
-
-    const ACCOUNT: &str = "111122223333";
+    use crate::test_support::{ACCOUNT, at, cert_in as key, stage_in};
 
     fn t(hours: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::hours(hours)
-    }
-
-    fn key(region: &str, id: &str) -> CertificateKey {
-        CertificateKey {
-            account: ACCOUNT.into(),
-            region: region.into(),
-            id: id.into(),
-        }
+        at(hours as f64 / 24.0)
     }
 
     /// Certificate `id`, presented by one stage, far from expiry.
     fn inventory(region: &str, ids: &[&str]) -> RegionInventory {
-        let stage = |id: &str| StageKey {
-            account: ACCOUNT.into(),
-            region: region.into(),
-            kind: StageKind::Rest,
-            api_id: format!("api-{id}"),
-            stage_name: "prod".into(),
-        };
+        let stage = |id: &str| stage_in(region, id);
         RegionInventory {
             account: ACCOUNT.into(),
             region: region.into(),
@@ -223,7 +204,7 @@ mod tests {
                     None => target(
                         region,
                         TargetStatus::Failed {
-                            reason_kind: "throttled".into(),
+                            reason_kind: crate::inventory::call::FailureKind::Throttled,
                             error: "slow down".into(),
                         },
                     ),

@@ -4,8 +4,9 @@
 //! Why our own retry rather than the SDK's: the SDK's standard mode gives up after three
 //! attempts and does not read API Gateway's `Retry-After`. A scan must never give up on a
 //! throttled call (the quota is shared with CI pipelines, so throttling is routine), while a
-//! denied or malformed call must fail at once. So the SDK clients are built with retries off
-//! and each call is classified here.
+//! denied or malformed call must fail at once. So the SDK clients are built with retries off;
+//! [`AwsRetryLogic`] classifies each failure and [`crate::retry::Backoff`] says how long to
+//! wait.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -20,6 +21,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
 use crate::config::{RateLimitSettings, RetrySettings};
+use crate::retry::{Backoff, GiveUp, Retry, RetryLogic, retry_after_seconds};
 
 /// Why a call failed for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -33,6 +35,9 @@ pub enum FailureKind {
     Denied,
     /// Anything else the service rejected (bad request, validation).
     Rejected,
+    /// The account could not be reached at all: its role could not be assumed, or the
+    /// organization's accounts could not be listed.
+    Unreachable,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -44,7 +49,7 @@ pub enum CallError {
         message: String,
     },
     /// The call could not be completed; says nothing about the resource.
-    #[error("{operation} failed ({kind:?}) after {attempts} attempt(s): {message}")]
+    #[error("{operation} failed ({kind}) after {attempts} attempt(s): {message}")]
     Failed {
         operation: &'static str,
         kind: FailureKind,
@@ -52,6 +57,9 @@ pub enum CallError {
         message: String,
     },
 }
+
+// Spelled as serde spells it: `denied`, `throttled`, ... in logs, tables and JSON alike.
+serde_plain::derive_display_from_serialize!(FailureKind);
 
 impl CallError {
     pub fn kind(&self) -> Option<FailureKind> {
@@ -62,59 +70,63 @@ impl CallError {
     }
 }
 
-/// How one failed attempt should be treated.
-#[derive(Debug, Clone, PartialEq)]
-enum Verdict {
-    Throttled { retry_after: Option<Duration> },
-    Transient,
+/// How an AWS call failed for good, when retrying cannot help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsFinal {
+    /// The service said the resource does not exist.
     NotFound,
     Denied,
     Rejected,
 }
 
-fn classify<E>(err: &SdkError<E, HttpResponse>) -> Verdict
-where
-    E: ProvideErrorMetadata,
-{
-    match err {
-        SdkError::ServiceError(ctx) => {
-            let status = ctx.raw().status().as_u16();
-            let code = ctx.err().code().unwrap_or_default();
-            let retry_after = ctx
-                .raw()
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64);
-            match code {
-                "TooManyRequestsException"
-                | "ThrottlingException"
-                | "Throttling"
-                | "ThrottledException"
-                | "RequestLimitExceeded"
-                | "LimitExceededException" => Verdict::Throttled { retry_after },
-                "NotFoundException" | "ResourceNotFoundException" => Verdict::NotFound,
-                "AccessDeniedException"
-                | "AccessDenied"
-                | "UnauthorizedException"
-                | "UnrecognizedClientException"
-                | "InvalidClientTokenId"
-                | "ExpiredTokenException"
-                | "ExpiredToken"
-                | "AWSOrganizationsNotInUseException" => Verdict::Denied,
-                _ if status == 429 => Verdict::Throttled { retry_after },
-                _ if status >= 500 => Verdict::Transient,
-                // A 404 without the service's NotFound code came from something in between
-                // (a proxy, a wrong endpoint): it says nothing about the resource.
-                _ if status == 401 || status == 403 => Verdict::Denied,
-                _ => Verdict::Rejected,
+/// The AWS classifier: throttling codes (and 429) are throttled, 5xx and transport failures
+/// are transient, NotFound codes are a successful read of absence, and the rest is final.
+pub struct AwsRetryLogic;
+
+impl<E: ProvideErrorMetadata> RetryLogic<SdkError<E, HttpResponse>> for AwsRetryLogic {
+    type Final = AwsFinal;
+
+    fn classify(&self, err: &SdkError<E, HttpResponse>) -> Retry<AwsFinal> {
+        match err {
+            SdkError::ServiceError(ctx) => {
+                let status = ctx.raw().status().as_u16();
+                let code = ctx.err().code().unwrap_or_default();
+                let retry_after = ctx
+                    .raw()
+                    .headers()
+                    .get("retry-after")
+                    .and_then(retry_after_seconds);
+                match code {
+                    "TooManyRequestsException"
+                    | "ThrottlingException"
+                    | "Throttling"
+                    | "ThrottledException"
+                    | "RequestLimitExceeded"
+                    | "LimitExceededException" => Retry::Throttled { retry_after },
+                    "NotFoundException" | "ResourceNotFoundException" => {
+                        Retry::Final(AwsFinal::NotFound)
+                    }
+                    "AccessDeniedException"
+                    | "AccessDenied"
+                    | "UnauthorizedException"
+                    | "UnrecognizedClientException"
+                    | "InvalidClientTokenId"
+                    | "ExpiredTokenException"
+                    | "ExpiredToken"
+                    | "AWSOrganizationsNotInUseException" => Retry::Final(AwsFinal::Denied),
+                    _ if status == 429 => Retry::Throttled { retry_after },
+                    _ if status >= 500 => Retry::Transient,
+                    // A 404 without the service's NotFound code came from something in between
+                    // (a proxy, a wrong endpoint): it says nothing about the resource.
+                    _ if status == 401 || status == 403 => Retry::Final(AwsFinal::Denied),
+                    _ => Retry::Final(AwsFinal::Rejected),
+                }
             }
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => Retry::Transient,
+            _ => Retry::Final(AwsFinal::Rejected),
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            Verdict::Transient
-        }
-        _ => Verdict::Rejected,
     }
 }
 
@@ -144,7 +156,7 @@ impl CallCounter {
 pub struct CallGate {
     limiter: DefaultDirectRateLimiter,
     in_flight: Semaphore,
-    retry: RetrySettings,
+    backoff: Backoff,
     counter: Arc<CallCounter>,
     /// Set by a throttled call: no call of this gate is sent before then.
     resume_at: Mutex<Option<Instant>>,
@@ -160,7 +172,7 @@ impl CallGate {
         CallGate {
             limiter: RateLimiter::direct(quota),
             in_flight: Semaphore::new(rate.max_concurrency.max(1)),
-            retry: retry.clone(),
+            backoff: Backoff::new(retry),
             counter: Arc::new(CallCounter::default()),
             resume_at: Mutex::new(None),
         }
@@ -181,12 +193,8 @@ impl CallGate {
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let patience = Duration::from_secs(self.retry.throttle_patience_secs);
-        // The patience clock starts at the first throttle, not while queued behind others.
-        let mut throttled_since: Option<Instant> = None;
+        let mut retries = self.backoff.start();
         let mut attempts: u32 = 0;
-        let mut transient_failures: u32 = 0;
-        let mut throttles: u32 = 0;
         loop {
             let result = {
                 let _permit = self
@@ -210,74 +218,54 @@ impl CallGate {
                 Err(err) => err,
             };
             let message = || DisplayErrorContext(&err).to_string();
-            let delay = match classify(&err) {
-                Verdict::NotFound => {
+            let failed = |kind: FailureKind, message: String| CallError::Failed {
+                operation,
+                kind,
+                attempts,
+                message,
+            };
+            let delay = match AwsRetryLogic.classify(&err) {
+                Retry::Final(AwsFinal::NotFound) => {
                     return Err(CallError::NotFound {
                         operation,
                         message: message(),
                     });
                 }
-                verdict @ (Verdict::Denied | Verdict::Rejected) => {
-                    let kind = if verdict == Verdict::Denied {
-                        FailureKind::Denied
-                    } else {
-                        FailureKind::Rejected
-                    };
-                    return Err(CallError::Failed {
-                        operation,
-                        kind,
-                        attempts,
-                        message: message(),
-                    });
+                Retry::Final(AwsFinal::Denied) => {
+                    return Err(failed(FailureKind::Denied, message()));
                 }
-                Verdict::Throttled { retry_after } => {
-                    throttles += 1;
-                    let backoff = self.backoff(throttles);
-                    let since = *throttled_since.get_or_insert_with(Instant::now);
-                    let left = patience.saturating_sub(since.elapsed());
-                    if left.is_zero() {
-                        return Err(CallError::Failed {
+                Retry::Final(AwsFinal::Rejected) => {
+                    return Err(failed(FailureKind::Rejected, message()));
+                }
+                Retry::Throttled { retry_after } => match retries.after_throttle(retry_after) {
+                    Ok(delay) => {
+                        let until = Instant::now() + delay;
+                        let mut resume_at = self.resume_at.lock().expect("resume_at poisoned");
+                        if resume_at.is_none_or(|at| at < until) {
+                            *resume_at = Some(until);
+                        }
+                        tracing::debug!(
                             operation,
-                            kind: FailureKind::Throttled,
                             attempts,
-                            message: format!(
-                                "still throttled after {}s of retries: {}",
-                                since.elapsed().as_secs(),
-                                message()
-                            ),
-                        });
+                            delay_ms = delay.as_millis() as u64,
+                            "throttled; retrying"
+                        );
+                        delay
                     }
-                    // The last wait is cut to what patience has left, then tried once more.
-                    let delay = retry_after
-                        .map_or(backoff, |ra| ra.max(backoff / 2))
-                        .min(left);
-                    let until = Instant::now() + delay;
-                    let mut resume_at = self.resume_at.lock().expect("resume_at poisoned");
-                    if resume_at.is_none_or(|at| at < until) {
-                        *resume_at = Some(until);
+                    Err(give_up) => {
+                        return Err(failed(
+                            FailureKind::Throttled,
+                            format!("{}: {}", give_up_text(give_up), message()),
+                        ));
                     }
-                    tracing::debug!(
-                        operation,
-                        attempts,
-                        delay_ms = delay.as_millis() as u64,
-                        "throttled; retrying"
-                    );
-                    delay
-                }
-                Verdict::Transient => {
-                    transient_failures += 1;
-                    if transient_failures >= self.retry.max_attempts {
-                        return Err(CallError::Failed {
-                            operation,
-                            kind: FailureKind::Unavailable,
-                            attempts,
-                            message: message(),
-                        });
+                },
+                Retry::Transient => match retries.after_transient() {
+                    Ok(delay) => {
+                        tracing::debug!(operation, attempts, delay_ms = delay.as_millis() as u64, error = %message(), "transient failure; retrying");
+                        delay
                     }
-                    let delay = self.backoff(transient_failures);
-                    tracing::debug!(operation, attempts, delay_ms = delay.as_millis() as u64, error = %message(), "transient failure; retrying");
-                    delay
-                }
+                    Err(_) => return Err(failed(FailureKind::Unavailable, message())),
+                },
             };
             tokio::time::sleep(delay).await;
         }
@@ -305,41 +293,13 @@ impl CallGate {
             }
         }
     }
-
-    /// Exponential back-off with "equal jitter": half fixed, half random, capped.
-    fn backoff(&self, retry: u32) -> Duration {
-        let base = self.retry.initial_backoff_ms.max(1);
-        let exp = base.saturating_mul(1u64 << retry.saturating_sub(1).min(20));
-        let capped = exp.min(self.retry.max_backoff_ms.max(base));
-        let half = capped / 2;
-        Duration::from_millis(half + fastrand::u64(0..=capped - half))
-    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let gate = CallGate::new(
-            &RateLimitSettings {
-                requests_per_second: 10.0,
-                burst: 1,
-                max_concurrency: 1,
-            },
-            &RetrySettings {
-                max_attempts: 3,
-                initial_backoff_ms: 100,
-                max_backoff_ms: 1000,
-                throttle_patience_secs: 1,
-            },
-        );
-        for _ in 0..50 {
-            let first = gate.backoff(1);
-            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-            let late = gate.backoff(30);
-            assert!(late >= Duration::from_millis(500) && late <= Duration::from_millis(1000));
+fn give_up_text(give_up: GiveUp) -> String {
+    match give_up {
+        GiveUp::Patience { waited } => {
+            format!("still throttled after {}s of retries", waited.as_secs())
         }
+        GiveUp::Attempts { failures } => format!("failed {failures} times"),
     }
 }

@@ -9,7 +9,8 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use super::call::{CallError, CallGate};
-use super::model::{Api, RawCertificate, Stage, StageKey, StageKind, Tags};
+use super::model::{Api, RawCertificate, Stage, Tags};
+use crate::ids::{StageKey, StageKind};
 
 /// The largest page GetClientCertificates and GetRestApis accept.
 pub const V1_PAGE_LIMIT: i32 = 500;

@@ -8,62 +8,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Names one certificate everywhere: the API Gateway certificate id, or an ACM ARN.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct CertificateKey {
-    pub account: String,
-    pub region: String,
-    pub id: String,
-}
-
-impl fmt::Display for CertificateKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.account, self.region, self.id)
-    }
-}
-
-/// Which API Gateway flavour a stage belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StageKind {
-    /// A REST API stage (API Gateway v1).
-    Rest,
-    /// A WebSocket API stage (API Gateway v2).
-    WebSocket,
-}
-
-impl StageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageKind::Rest => "rest",
-            StageKind::WebSocket => "websocket",
-        }
-    }
-}
-
-/// Names one stage everywhere.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct StageKey {
-    pub account: String,
-    pub region: String,
-    pub kind: StageKind,
-    pub api_id: String,
-    pub stage_name: String,
-}
-
-impl fmt::Display for StageKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}:{}/{}",
-            self.account,
-            self.region,
-            self.kind.as_str(),
-            self.api_id,
-            self.stage_name
-        )
-    }
-}
+use crate::ids::{CertificateKey, StageKey, StageKind};
 
 /// Which tag level named the owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -74,15 +19,7 @@ pub enum TagLevel {
     Certificate,
 }
 
-impl TagLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TagLevel::Stage => "stage",
-            TagLevel::Api => "api",
-            TagLevel::Certificate => "certificate",
-        }
-    }
-}
+serde_plain::derive_display_from_serialize!(TagLevel);
 
 /// An owning team and the tag it was read from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -94,13 +31,7 @@ pub struct Owner {
 
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}:{})",
-            self.team,
-            self.level.as_str(),
-            self.tag_key
-        )
+        write!(f, "{} ({}:{})", self.team, self.level, self.tag_key)
     }
 }
 
@@ -249,15 +180,4 @@ pub struct RegionInventory {
     /// went when it stops presenting one).
     pub stages: Vec<Stage>,
     pub dangling: Vec<DanglingReference>,
-}
-
-pub fn is_acm_arn(reference: &str) -> bool {
-    reference.starts_with("arn:aws:acm:")
-        || reference.starts_with("arn:aws-us-gov:acm:")
-        || reference.starts_with("arn:aws-cn:acm:")
-}
-
-/// The region field of an ARN (`arn:partition:service:region:account:resource`).
-pub fn arn_region(arn: &str) -> Option<&str> {
-    arn.split(':').nth(3).filter(|r| !r.is_empty())
 }

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -19,13 +20,13 @@ use super::aws::{self, AccountFailure, AccountSession};
 use super::call::{CallError, CallGate, FailureKind};
 use super::control_plane::{AcmFacts, ControlPlane};
 use super::model::{
-    Api, Certificate, CertificateKey, CertificateKind, DanglingReference, ExpirySource,
-    RawCertificate, Stage, StageKind, StageUse,
+    Api, Certificate, CertificateKind, DanglingReference, ExpirySource, RawCertificate,
+    RegionInventory, Stage, StageUse, TagLevel,
 };
-pub use super::model::{RegionInventory, arn_region, is_acm_arn};
 use super::owner::OwnershipRules;
 use super::pem::{Expiry, effective_expiry};
-use crate::config::{Discovery, ENABLED_REGIONS, Settings};
+use crate::config::{AccountSettings, Discovery, ENABLED_REGIONS, Settings};
+use crate::ids::{CertificateKey, StageKind, arn_region, is_acm_arn};
 
 /// Receives progress of a long scan (the CLI draws a bar on a terminal).
 pub trait Progress: Send + Sync {
@@ -50,7 +51,7 @@ pub enum TargetStatus {
     Complete,
     Failed {
         /// denied, throttled, unavailable, rejected, or unreachable (the account).
-        reason_kind: String,
+        reason_kind: FailureKind,
         error: String,
     },
 }
@@ -104,69 +105,96 @@ impl Scan {
     }
 }
 
-fn failure_kind_name(kind: Option<FailureKind>) -> &'static str {
-    match kind {
-        Some(FailureKind::Denied) => "denied",
-        Some(FailureKind::Throttled) => "throttled",
-        Some(FailureKind::Unavailable) => "unavailable",
-        Some(FailureKind::Rejected) | None => "rejected",
+/// Scans every configured account and region, reaching AWS through `base` (the ambient SDK
+/// configuration, [`aws::base_config`]). Accounts that cannot be opened and regions that fail
+/// are reported in `targets`; the rest are scanned regardless.
+///
+/// The daemon spawns this future, so it must be provably `Send`: the streams inside map owned
+/// items (or indices), never borrowed ones, which rustc cannot prove `Send` for every lifetime
+/// (rust-lang/rust#102211).
+pub async fn scan_all(settings: &Settings, base: &SdkConfig, progress: Arc<dyn Progress>) -> Scan {
+    let started_at = Utc::now();
+    let mut targets = Vec::new();
+    let opened = open_accounts(settings, base, &mut targets).await;
+    let work = regions_of(settings, opened, &mut targets).await;
+    let results: Vec<(TargetReport, Option<RegionInventory>)> = stream::iter(work)
+        .map(|(session, region)| scan_target(settings, session, region, progress.clone()))
+        .buffered(settings.aws.parallel_targets)
+        .collect()
+        .await;
+    let mut inventories = Vec::new();
+    for (report, inventory) in results {
+        targets.push(report);
+        inventories.extend(inventory);
+    }
+    Scan {
+        started_at,
+        finished_at: Utc::now(),
+        targets,
+        inventories,
     }
 }
 
-/// Scans every configured account and region. Accounts that cannot be opened and regions that
-/// fail are reported in `targets`; the rest are scanned regardless.
-pub async fn scan_all(settings: &Settings, progress: Arc<dyn Progress>) -> Scan {
-    let started_at = Utc::now();
-    let base = aws::base_config(&settings.aws).await;
-    let mut targets = Vec::new();
-    let failed_target =
-        |account: &str, name: Option<String>, region: &str, reason: String| TargetReport {
-            account: account.to_string(),
-            account_name: name,
-            region: region.to_string(),
-            status: TargetStatus::Failed {
-                reason_kind: "unreachable".into(),
-                error: reason,
-            },
-            calls: BTreeMap::new(),
-            counts: TargetCounts::default(),
-        };
+/// The report of a target that could not be reached at all.
+fn unreachable(account: &str, name: Option<String>, region: &str, reason: String) -> TargetReport {
+    TargetReport {
+        account: account.to_string(),
+        account_name: name,
+        region: region.to_string(),
+        status: TargetStatus::Failed {
+            reason_kind: FailureKind::Unreachable,
+            error: reason,
+        },
+        calls: BTreeMap::new(),
+        counts: TargetCounts::default(),
+    }
+}
 
-    // Which accounts: the list, the ambient account, or the organization's.
-    let accounts: Option<Vec<crate::config::AccountSettings>> = match settings.aws.accounts.discover
-    {
-        Discovery::List if settings.aws.accounts.list.is_empty() => None,
-        Discovery::List => Some(settings.aws.accounts.list.clone()),
+/// Which accounts, opened: the configured list, the ambient account, or the organization's.
+/// A failed organization listing is reported in `targets` and scans nothing.
+async fn open_accounts(
+    settings: &Settings,
+    base: &SdkConfig,
+    targets: &mut Vec<TargetReport>,
+) -> Vec<Result<AccountSession, AccountFailure>> {
+    let accounts: Vec<AccountSettings> = match settings.aws.accounts.discover {
+        Discovery::List if settings.aws.accounts.list.is_empty() => {
+            return vec![aws::open_ambient(base).await];
+        }
+        Discovery::List => settings.aws.accounts.list.clone(),
         Discovery::Organization => {
             let gate = CallGate::new(&settings.aws.rate_limit, &settings.aws.retry);
-            match aws::discover_organization(&base, &gate, &settings.aws.accounts).await {
-                Ok(found) => Some(found),
+            match aws::discover_organization(base, &gate, &settings.aws.accounts).await {
+                Ok(found) => found,
                 Err(e) => {
                     tracing::error!(error = %e, "organization discovery failed");
-                    targets.push(failed_target(
+                    targets.push(unreachable(
                         "organization",
                         None,
                         "*",
                         format!("could not list the organization's accounts: {e}"),
                     ));
-                    Some(Vec::new())
+                    Vec::new()
                 }
             }
         }
     };
-    let opened: Vec<Result<AccountSession, AccountFailure>> = match accounts {
-        None => vec![aws::open_ambient(&base).await],
-        Some(list) => {
-            stream::iter(list.iter())
-                .map(|a| aws::open_account(&base, a, &settings.aws.role_session_name))
-                .buffered(settings.aws.parallel_targets)
-                .collect()
-                .await
-        }
-    };
+    let session_name = settings.aws.role_session_name.as_str();
+    stream::iter(accounts)
+        .map(|a| async move { aws::open_account(base, &a, session_name).await })
+        .buffered(settings.aws.parallel_targets)
+        .collect()
+        .await
+}
 
-    // Which regions of each account: the list, or those enabled for it.
-    let mut work: Vec<(AccountSession, String)> = Vec::new();
+/// Each opened account with each of its regions: the configured list, or the regions enabled
+/// for it. Accounts that could not be opened are reported in `targets`, once per region.
+async fn regions_of(
+    settings: &Settings,
+    opened: Vec<Result<AccountSession, AccountFailure>>,
+    targets: &mut Vec<TargetReport>,
+) -> Vec<(AccountSession, String)> {
+    let mut work = Vec::new();
     let discover_regions = settings.aws.regions.iter().any(|r| r == ENABLED_REGIONS);
     for account in opened {
         let session = match account {
@@ -174,7 +202,7 @@ pub async fn scan_all(settings: &Settings, progress: Arc<dyn Progress>) -> Scan 
             Err(failure) => {
                 tracing::warn!(account = %failure.id, reason = %failure.reason, "account skipped");
                 for region in &settings.aws.regions {
-                    targets.push(failed_target(
+                    targets.push(unreachable(
                         &failure.id,
                         failure.name.clone(),
                         region,
@@ -189,7 +217,7 @@ pub async fn scan_all(settings: &Settings, progress: Arc<dyn Progress>) -> Scan 
             match aws::enabled_regions(&session, &gate).await {
                 Ok(regions) => regions,
                 Err(e) => {
-                    targets.push(failed_target(
+                    targets.push(unreachable(
                         &session.id,
                         session.name.clone(),
                         ENABLED_REGIONS,
@@ -203,63 +231,40 @@ pub async fn scan_all(settings: &Settings, progress: Arc<dyn Progress>) -> Scan 
         };
         work.extend(regions.into_iter().map(|r| (session.clone(), r)));
     }
+    work
+}
 
-    let results: Vec<(TargetReport, Option<RegionInventory>)> = stream::iter(work)
-        .map(|(session, region)| {
-            let progress = progress.clone();
-            async move {
-                let sdk = aws::in_region(&session.sdk, &region);
-                let gate = CallGate::new(&settings.aws.rate_limit, &settings.aws.retry);
-                let plane = ControlPlane::new(&session.id, &region, &sdk, gate);
-                let rules = OwnershipRules::new(&settings.ownership);
-                let outcome = scan_region(&plane, &rules, progress.as_ref()).await;
-                let calls = plane.calls();
-                match outcome {
-                    Ok((inventory, counts)) => (
-                        TargetReport {
-                            account: session.id.clone(),
-                            account_name: session.name.clone(),
-                            region,
-                            status: TargetStatus::Complete,
-                            calls,
-                            counts,
-                        },
-                        Some(inventory),
-                    ),
-                    Err(e) => {
-                        tracing::warn!(account = %session.id, %region, error = %e, "region scan incomplete");
-                        (
-                            TargetReport {
-                                account: session.id.clone(),
-                                account_name: session.name.clone(),
-                                region,
-                                status: TargetStatus::Failed {
-                                    reason_kind: failure_kind_name(e.kind()).into(),
-                                    error: e.to_string(),
-                                },
-                                calls,
-                                counts: TargetCounts::default(),
-                            },
-                            None,
-                        )
-                    }
-                }
-            }
-        })
-        .buffered(settings.aws.parallel_targets)
-        .collect()
-        .await;
-
-    let mut inventories = Vec::new();
-    for (report, inventory) in results {
-        targets.push(report);
-        inventories.extend(inventory);
-    }
-    Scan {
-        started_at,
-        finished_at: Utc::now(),
-        targets,
-        inventories,
+/// Scans one account and region with its own call gate; a failure is reported, not raised.
+async fn scan_target(
+    settings: &Settings,
+    session: AccountSession,
+    region: String,
+    progress: Arc<dyn Progress>,
+) -> (TargetReport, Option<RegionInventory>) {
+    let sdk = aws::in_region(&session.sdk, &region);
+    let gate = CallGate::new(&settings.aws.rate_limit, &settings.aws.retry);
+    let plane = ControlPlane::new(&session.id, &region, &sdk, gate);
+    let rules = OwnershipRules::new(&settings.ownership);
+    let outcome = scan_region(&plane, &rules, progress.as_ref()).await;
+    let report = |status, counts| TargetReport {
+        account: session.id.clone(),
+        account_name: session.name.clone(),
+        region: region.clone(),
+        status,
+        calls: plane.calls(),
+        counts,
+    };
+    match outcome {
+        Ok((inventory, counts)) => (report(TargetStatus::Complete, counts), Some(inventory)),
+        Err(e) => {
+            tracing::warn!(account = %session.id, %region, error = %e, "region scan incomplete");
+            let status = TargetStatus::Failed {
+                // A NotFound here is a listing's own failure.
+                reason_kind: e.kind().unwrap_or(FailureKind::Rejected),
+                error: e.to_string(),
+            };
+            (report(status, TargetCounts::default()), None)
+        }
     }
 }
 
@@ -353,9 +358,9 @@ where
     Fut: std::future::Future<Output = Result<Option<Vec<Stage>>, CallError>>,
 {
     // The gate bounds what is really in flight; this only bounds futures held in memory.
-    let per_api: Vec<Option<Vec<Stage>>> = stream::iter(apis.iter())
-        .map(|api| {
-            let fut = read(api);
+    let per_api: Vec<Option<Vec<Stage>>> = stream::iter(0..apis.len())
+        .map(|i| {
+            let fut = read(&apis[i]);
             async move {
                 let r = fut.await;
                 progress.work_done(1);
@@ -377,40 +382,14 @@ async fn join(
     apis: &HashMap<(StageKind, &str), &Api>,
     stages: Vec<Stage>,
 ) -> Result<RegionInventory, CallError> {
-    let mut raw: BTreeMap<String, ReadCertificate> =
+    let mut generated: BTreeMap<String, ReadCertificate> =
         listed.into_iter().map(|c| (c.raw.id.clone(), c)).collect();
-
-    // A stage may name a certificate generated after the certificate listing: read it once
-    // rather than call it dangling.
     let referenced: BTreeSet<&str> = stages
         .iter()
         .filter_map(|s| s.certificate_ref.as_deref())
         .collect();
-    let missing: Vec<&str> = referenced
-        .iter()
-        .copied()
-        .filter(|r| !is_acm_arn(r) && !raw.contains_key(*r))
-        .collect();
-    for id in missing {
-        if let Some(c) = plane.certificate(id).await? {
-            raw.insert(c.id.clone(), ReadCertificate::new(c));
-        }
-    }
-    let acm_arns: Vec<&str> = referenced
-        .iter()
-        .copied()
-        .filter(|r| is_acm_arn(r) && arn_region(r) == Some(plane.region.as_str()))
-        .collect();
-    let acm: HashMap<String, Option<AcmFacts>> = stream::iter(acm_arns)
-        .map(|arn| async move {
-            plane
-                .acm_certificate(arn)
-                .await
-                .map(|f| (arn.to_string(), f))
-        })
-        .buffer_unordered(8)
-        .try_collect()
-        .await?;
+    read_unlisted(plane, &referenced, &mut generated).await?;
+    let acm = read_acm(plane, &referenced).await?;
 
     let empty = BTreeMap::new();
     let mut uses: BTreeMap<String, Vec<StageUse>> = BTreeMap::new();
@@ -423,31 +402,17 @@ async fn join(
             .get(&(stage.key.kind, stage.key.api_id.as_str()))
             .map(|a| &a.tags)
             .unwrap_or(&empty);
-        let cert_tags = raw.get(reference).map(|c| &c.raw.tags).unwrap_or(&empty);
+        let cert_tags = generated
+            .get(reference)
+            .map(|c| &c.raw.tags)
+            .unwrap_or(&empty);
         let stage_use = StageUse {
             stage: stage.key.clone(),
             api_name: stage.api_name.clone(),
             owner: rules.owner(&stage.tags, api_tags, cert_tags),
             partner: rules.partner(&stage.tags, api_tags),
         };
-        let known = if is_acm_arn(reference) {
-            match arn_region(reference) {
-                Some(r) if r != plane.region => Err(format!(
-                    "the ACM certificate is in region {r}, but the stage is in {}: API Gateway cannot present it",
-                    plane.region
-                )),
-                None => Err("the ACM ARN is malformed".to_string()),
-                Some(_) => match acm.get(reference) {
-                    Some(Some(_)) => Ok(()),
-                    _ => Err("ACM has no such certificate (deleted?)".to_string()),
-                },
-            }
-        } else if raw.contains_key(reference) {
-            Ok(())
-        } else {
-            Err("API Gateway has no client certificate with this id (deleted?)".to_string())
-        };
-        match known {
+        match resolve(plane, reference, &generated, &acm) {
             Ok(()) => uses
                 .entry(reference.to_string())
                 .or_default()
@@ -465,50 +430,17 @@ async fn join(
         region: plane.region.clone(),
         id: id.to_string(),
     };
-    let mut certificates: Vec<Certificate> = raw
+    let mut certificates: Vec<Certificate> = generated
         .into_values()
-        .map(|ReadCertificate { raw: c, expiry }| {
-            let used_by = uses.remove(&c.id).unwrap_or_default();
-            Certificate {
-                key: key(&c.id),
-                kind: CertificateKind::Generated,
-                description: c.description,
-                created_at: c.created_at,
-                not_after: expiry.not_after,
-                not_after_source: expiry.source,
-                fingerprint_sha256: expiry.fingerprint_sha256,
-                warnings: expiry.warnings,
-                certificate_owner: rules.owner_at(super::model::TagLevel::Certificate, &c.tags),
-                tags: c.tags,
-                used_by,
-            }
+        .map(|c| {
+            let used_by = uses.remove(&c.raw.id).unwrap_or_default();
+            generated_certificate(key(&c.raw.id), c, rules, used_by)
         })
         .collect();
     for (arn, facts) in acm {
         let Some(facts) = facts else { continue };
         let used_by = uses.remove(&arn).unwrap_or_default();
-        let mut warnings = Vec::new();
-        if facts.not_after.is_none() {
-            warnings.push("ACM returned no NotAfter: the expiry is unknown".to_string());
-        }
-        certificates.push(Certificate {
-            key: key(&arn),
-            kind: CertificateKind::Acm {
-                acm_type: facts.acm_type,
-                status: facts.status,
-                renewal_eligible: facts.renewal_eligible,
-                renewal_status: facts.renewal_status,
-            },
-            description: facts.domain_name,
-            created_at: facts.created_at,
-            not_after: facts.not_after,
-            not_after_source: facts.not_after.map(|_| ExpirySource::ExpirationDate),
-            fingerprint_sha256: None,
-            warnings,
-            tags: Default::default(),
-            certificate_owner: None,
-            used_by,
-        });
+        certificates.push(acm_certificate(key(&arn), facts, used_by));
     }
     Ok(RegionInventory {
         account: plane.account.clone(),
@@ -517,4 +449,114 @@ async fn join(
         stages,
         dangling,
     })
+}
+
+/// A stage may name a certificate generated after the certificate listing: read it once
+/// rather than call it dangling.
+async fn read_unlisted(
+    plane: &ControlPlane,
+    referenced: &BTreeSet<&str>,
+    generated: &mut BTreeMap<String, ReadCertificate>,
+) -> Result<(), CallError> {
+    let unlisted: Vec<&str> = referenced
+        .iter()
+        .copied()
+        .filter(|r| !is_acm_arn(r) && !generated.contains_key(*r))
+        .collect();
+    for id in unlisted {
+        if let Some(c) = plane.certificate(id).await? {
+            generated.insert(c.id.clone(), ReadCertificate::new(c));
+        }
+    }
+    Ok(())
+}
+
+/// Every ACM certificate of this region a stage names, read once; `None` when ACM has none.
+async fn read_acm(
+    plane: &ControlPlane,
+    referenced: &BTreeSet<&str>,
+) -> Result<HashMap<String, Option<AcmFacts>>, CallError> {
+    let arns: Vec<String> = referenced
+        .iter()
+        .filter(|r| is_acm_arn(r) && arn_region(r) == Some(plane.region.as_str()))
+        .map(|r| r.to_string())
+        .collect();
+    stream::iter(arns)
+        .map(|arn| async move { plane.acm_certificate(&arn).await.map(|f| (arn, f)) })
+        .buffer_unordered(8)
+        .try_collect()
+        .await
+}
+
+/// Whether a stage's reference names a certificate that was read; why not, otherwise.
+fn resolve(
+    plane: &ControlPlane,
+    reference: &str,
+    generated: &BTreeMap<String, ReadCertificate>,
+    acm: &HashMap<String, Option<AcmFacts>>,
+) -> Result<(), String> {
+    if !is_acm_arn(reference) {
+        return if generated.contains_key(reference) {
+            Ok(())
+        } else {
+            Err("API Gateway has no client certificate with this id (deleted?)".to_string())
+        };
+    }
+    match arn_region(reference) {
+        Some(r) if r != plane.region => Err(format!(
+            "the ACM certificate is in region {r}, but the stage is in {}: API Gateway cannot present it",
+            plane.region
+        )),
+        None => Err("the ACM ARN is malformed".to_string()),
+        Some(_) => match acm.get(reference) {
+            Some(Some(_)) => Ok(()),
+            _ => Err("ACM has no such certificate (deleted?)".to_string()),
+        },
+    }
+}
+
+fn generated_certificate(
+    key: CertificateKey,
+    ReadCertificate { raw: c, expiry }: ReadCertificate,
+    rules: &OwnershipRules,
+    used_by: Vec<StageUse>,
+) -> Certificate {
+    Certificate {
+        key,
+        kind: CertificateKind::Generated,
+        description: c.description,
+        created_at: c.created_at,
+        not_after: expiry.not_after,
+        not_after_source: expiry.source,
+        fingerprint_sha256: expiry.fingerprint_sha256,
+        warnings: expiry.warnings,
+        certificate_owner: rules.owner_at(TagLevel::Certificate, &c.tags),
+        tags: c.tags,
+        used_by,
+    }
+}
+
+fn acm_certificate(key: CertificateKey, facts: AcmFacts, used_by: Vec<StageUse>) -> Certificate {
+    let mut warnings = Vec::new();
+    if facts.not_after.is_none() {
+        warnings.push("ACM returned no NotAfter: the expiry is unknown".to_string());
+    }
+    Certificate {
+        key,
+        kind: CertificateKind::Acm {
+            acm_type: facts.acm_type,
+            status: facts.status,
+            renewal_eligible: facts.renewal_eligible,
+            renewal_status: facts.renewal_status,
+        },
+        description: facts.domain_name,
+        created_at: facts.created_at,
+        not_after: facts.not_after,
+        not_after_source: facts.not_after.map(|_| ExpirySource::ExpirationDate),
+        fingerprint_sha256: None,
+        warnings,
+        tags: Default::default(),
+        certificate_owner: None,
+        used_by,
+    }
 }

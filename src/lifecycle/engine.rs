@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::model::*;
 use super::policy::{Policy, days_left};
+use crate::ids::{CertificateKey, StageKey};
 
 type Instant = DateTime<Utc>;
 
@@ -151,6 +152,39 @@ struct OwnerGroup {
     partners: BTreeSet<String>,
 }
 
+/// An observation's users, grouped by owner.
+struct Owners {
+    /// Sorted by stage, each stage once: input order must not matter (a replay may list
+    /// stages differently), and a stage listed twice is still one stage.
+    users: Vec<StageUser>,
+    groups: BTreeMap<Option<String>, OwnerGroup>,
+    owner_of: BTreeMap<StageKey, Option<String>>,
+}
+
+impl Owners {
+    fn of(users: &[StageUser]) -> Owners {
+        let mut users: Vec<StageUser> = users.to_vec();
+        users.sort_by(|a, b| a.stage.cmp(&b.stage));
+        users.dedup_by(|a, b| a.stage == b.stage);
+        let mut groups: BTreeMap<Option<String>, OwnerGroup> = BTreeMap::new();
+        let mut owner_of = BTreeMap::new();
+        for u in &users {
+            let g = groups.entry(u.owner.clone()).or_insert_with(|| OwnerGroup {
+                stages: BTreeSet::new(),
+                partners: BTreeSet::new(),
+            });
+            g.stages.insert(u.stage.clone());
+            g.partners.extend(u.partner.clone());
+            owner_of.insert(u.stage.clone(), u.owner.clone());
+        }
+        Owners {
+            users,
+            groups,
+            owner_of,
+        }
+    }
+}
+
 struct Step<'a> {
     rec: &'a mut CertificateRecord,
     policy: &'a Policy,
@@ -192,7 +226,6 @@ impl Step<'_> {
         CertState::Deleted
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn present(
         &mut self,
         not_after: Instant,
@@ -202,7 +235,36 @@ impl Step<'_> {
         departed: &BTreeMap<StageKey, StageFate>,
         previous_state: Option<CertState>,
     ) -> CertState {
-        let t = self.t;
+        self.record_facts(not_after, created_at, renewal);
+        let owners = Owners::of(users);
+        let risky = !owners.users.is_empty() && at_risk(self.policy, not_after, renewal, self.t);
+        // Open episodes first: stages leave, join, or the risk goes away.
+        for i in 0..self.rec.episodes.len() {
+            if self.rec.episodes[i].is_open() {
+                self.update_episode(i, &owners, departed, risky, not_after);
+            }
+        }
+        if risky {
+            self.open_episodes(&owners, not_after);
+        }
+        // Steps and incidents, for every episode still open, while the certificate is at risk:
+        // a managed renewal under way pauses escalation (it resumes, at the highest step
+        // reached, if the renewal fails).
+        for i in 0..self.rec.episodes.len() {
+            if self.rec.episodes[i].is_open() && risky {
+                self.escalate(i, not_after);
+            }
+        }
+        self.rec.users = owners.users;
+        self.state_after(not_after, previous_state)
+    }
+
+    fn record_facts(
+        &mut self,
+        not_after: Instant,
+        created_at: Option<Instant>,
+        renewal: RenewalOutlook,
+    ) {
         if let Some(old) = self.rec.not_after
             && old != not_after
         {
@@ -214,177 +276,167 @@ impl Step<'_> {
         self.rec.not_after = Some(not_after);
         self.rec.created_at = created_at;
         self.rec.renewal = Some(renewal);
+    }
 
-        // Input order must not matter (a replay may list stages differently), and a stage
-        // listed twice is still one stage.
-        let mut users: Vec<StageUser> = users.to_vec();
-        users.sort_by(|a, b| a.stage.cmp(&b.stage));
-        users.dedup_by(|a, b| a.stage == b.stage);
-
-        let mut groups: BTreeMap<Option<String>, OwnerGroup> = BTreeMap::new();
-        let mut owner_of: BTreeMap<&StageKey, &Option<String>> = BTreeMap::new();
-        for u in &users {
-            let g = groups.entry(u.owner.clone()).or_insert_with(|| OwnerGroup {
-                stages: BTreeSet::new(),
-                partners: BTreeSet::new(),
-            });
-            g.stages.insert(u.stage.clone());
-            g.partners.extend(u.partner.clone());
-            owner_of.insert(&u.stage, &u.owner);
-        }
-        let old_partner: BTreeMap<StageKey, Option<String>> = self
-            .rec
-            .users
-            .iter()
-            .map(|u| (u.stage.clone(), u.partner.clone()))
+    /// Open episode `i` against what the observation says of its owner's stages: stages that
+    /// left (and why), the end of the episode when none is left or the risk went away, a
+    /// changed stage list, partners who joined.
+    fn update_episode(
+        &mut self,
+        i: usize,
+        owners: &Owners,
+        departed: &BTreeMap<StageKey, StageFate>,
+        risky: bool,
+        not_after: Instant,
+    ) {
+        let owner = self.rec.episodes[i].owner.clone();
+        let now_stages = owners
+            .groups
+            .get(&owner)
+            .map(|g| g.stages.clone())
+            .unwrap_or_default();
+        let leaving: Vec<StageKey> = self.rec.episodes[i]
+            .stages
+            .difference(&now_stages)
+            .cloned()
             .collect();
-
-        let risky = !users.is_empty() && at_risk(self.policy, not_after, renewal, t);
-
-        // Open episodes first: stages leave, join, or the risk goes away.
-        for i in 0..self.rec.episodes.len() {
-            if !self.rec.episodes[i].is_open() {
-                continue;
+        let mut last_how: Option<Resolution> = None;
+        for stage in &leaving {
+            let how = self.departure(i, stage, owners, departed);
+            if last_how.as_ref().is_none_or(|h| rank(&how) > rank(h)) {
+                last_how = Some(how.clone());
             }
-            let owner = self.rec.episodes[i].owner.clone();
-            let now_stages = groups
-                .get(&owner)
-                .map(|g| g.stages.clone())
-                .unwrap_or_default();
-            let leaving: Vec<StageKey> = self.rec.episodes[i]
-                .stages
-                .difference(&now_stages)
-                .cloned()
-                .collect();
-            let mut last_how: Option<Resolution> = None;
-            for stage in &leaving {
-                let how = match (owner_of.get(stage), departed.get(stage)) {
-                    (Some(to), _) => Resolution::OwnerChanged { to: (*to).clone() },
-                    (None, Some(StageFate::Deleted)) => Resolution::StageDeleted,
-                    (
-                        None,
-                        Some(StageFate::SwitchedTo {
-                            certificate,
-                            certificate_created_at,
-                            certificate_not_after,
-                        }),
-                    ) => {
-                        self.switched(i, stage, certificate, *certificate_created_at, &old_partner);
-                        Resolution::SwitchedTo {
-                            certificate: certificate.clone(),
-                            still_at_risk: certificate_not_after
-                                .is_some_and(|na| self.policy.in_window(na, self.t)),
-                        }
-                    }
-                    (None, None) => Resolution::StoppedPresenting,
-                };
-                if last_how.as_ref().is_none_or(|h| rank(&how) > rank(h)) {
-                    last_how = Some(how.clone());
-                }
-                self.rec.episodes[i].departures.push(StageDeparture {
-                    stage: stage.clone(),
-                    at: t,
-                    how,
-                });
-            }
-            if now_stages.is_empty() {
-                // `leaving` is non-empty here: an open episode always has stages.
-                let how = last_how.unwrap_or(Resolution::StoppedPresenting);
-                self.resolve(i, how);
-                continue;
-            }
-            if !risky && not_after > self.rec.episodes[i].not_after_at_detection {
-                self.resolve(i, Resolution::Renewed { not_after });
-                continue;
-            }
-            if now_stages != self.rec.episodes[i].stages {
-                let ep = &mut self.rec.episodes[i];
-                ep.stages = now_stages.clone();
-                ep.stages_revision += 1;
-                let (id, revision) = (ep.id, ep.stages_revision);
-                self.log(TransitionEvent::StagesChanged {
-                    episode: id,
-                    revision,
-                });
-                self.emit(
-                    i,
-                    IntentKind::UpdateStages {
-                        revision,
-                        stages: named(&users, now_stages.iter()),
-                    },
-                );
-            }
-            if let Some(g) = groups.get(&owner) {
-                for p in &g.partners {
-                    if self.rec.episodes[i].partners.insert(p.clone()) {
-                        // A partner that joins late still needs the timeline.
-                        self.partner_email(i, p.clone(), PartnerEmailKind::Window);
-                    }
-                }
-            }
+            self.rec.episodes[i].departures.push(StageDeparture {
+                stage: stage.clone(),
+                at: self.t,
+                how,
+            });
         }
-
-        // Owners at risk without an open episode get one.
-        if risky {
-            for (owner, g) in &groups {
-                if self
-                    .rec
-                    .episodes
-                    .iter()
-                    .any(|e| e.is_open() && &e.owner == owner)
-                {
-                    continue;
-                }
-                let id = self.rec.next_episode_id;
-                self.rec.next_episode_id += 1;
-                self.rec.episodes.push(Episode {
-                    id,
-                    owner: owner.clone(),
-                    stages: g.stages.clone(),
-                    partners: g.partners.clone(),
-                    detected_at: t,
-                    not_after_at_detection: not_after,
-                    steps: Vec::new(),
-                    incident: None,
-                    departures: Vec::new(),
-                    stages_revision: 0,
-                    resolved_at: None,
-                    resolution: None,
-                    cleanup_reminded_at: None,
-                    cleanup_done_at: None,
-                    partners_released: false,
-                    partner_emails: BTreeSet::new(),
-                });
-                let i = self.rec.episodes.len() - 1;
-                self.log(TransitionEvent::Detected {
-                    episode: id,
-                    owner: owner.clone(),
-                });
-                self.emit(
-                    i,
-                    IntentKind::OpenTicket {
-                        priority: self.policy.open_priority,
-                        not_after,
-                        days_left: days_left(not_after, t),
-                        stages: named(&users, g.stages.iter()),
-                    },
-                );
-                for p in &g.partners {
+        if now_stages.is_empty() {
+            // `leaving` is non-empty here: an open episode always has stages.
+            let how = last_how.unwrap_or(Resolution::StoppedPresenting);
+            self.resolve(i, how);
+            return;
+        }
+        if !risky && not_after > self.rec.episodes[i].not_after_at_detection {
+            self.resolve(i, Resolution::Renewed { not_after });
+            return;
+        }
+        if now_stages != self.rec.episodes[i].stages {
+            let ep = &mut self.rec.episodes[i];
+            ep.stages = now_stages.clone();
+            ep.stages_revision += 1;
+            let (id, revision) = (ep.id, ep.stages_revision);
+            self.log(TransitionEvent::StagesChanged {
+                episode: id,
+                revision,
+            });
+            self.emit(
+                i,
+                IntentKind::UpdateStages {
+                    revision,
+                    stages: named(&owners.users, now_stages.iter()),
+                },
+            );
+        }
+        if let Some(g) = owners.groups.get(&owner) {
+            for p in &g.partners {
+                if self.rec.episodes[i].partners.insert(p.clone()) {
+                    // A partner that joins late still needs the timeline.
                     self.partner_email(i, p.clone(), PartnerEmailKind::Window);
                 }
             }
         }
+    }
 
-        // Steps and incidents, for every episode still open, while the certificate is at risk:
-        // a managed renewal under way pauses escalation (it resumes, at the highest step
-        // reached, if the renewal fails).
-        for i in 0..self.rec.episodes.len() {
-            if self.rec.episodes[i].is_open() && risky {
-                self.escalate(i, not_after);
+    /// Why `stage` no longer counts for episode `i`: another owner took it, it was deleted,
+    /// it switched to another certificate (warning of a big-bang, telling its partner), or it
+    /// stopped presenting one for a reason the read could not tell.
+    fn departure(
+        &mut self,
+        i: usize,
+        stage: &StageKey,
+        owners: &Owners,
+        departed: &BTreeMap<StageKey, StageFate>,
+    ) -> Resolution {
+        match (owners.owner_of.get(stage), departed.get(stage)) {
+            (Some(to), _) => Resolution::OwnerChanged { to: to.clone() },
+            (None, Some(StageFate::Deleted)) => Resolution::StageDeleted,
+            (
+                None,
+                Some(StageFate::SwitchedTo {
+                    certificate,
+                    certificate_created_at,
+                    certificate_not_after,
+                }),
+            ) => {
+                self.switched(i, stage, certificate, *certificate_created_at);
+                Resolution::SwitchedTo {
+                    certificate: certificate.clone(),
+                    still_at_risk: certificate_not_after
+                        .is_some_and(|na| self.policy.in_window(na, self.t)),
+                }
+            }
+            (None, None) => Resolution::StoppedPresenting,
+        }
+    }
+
+    /// Owners at risk without an open episode get one: a ticket, and the partners' timeline.
+    fn open_episodes(&mut self, owners: &Owners, not_after: Instant) {
+        let t = self.t;
+        for (owner, g) in &owners.groups {
+            if self
+                .rec
+                .episodes
+                .iter()
+                .any(|e| e.is_open() && &e.owner == owner)
+            {
+                continue;
+            }
+            let id = self.rec.next_episode_id;
+            self.rec.next_episode_id += 1;
+            self.rec.episodes.push(Episode {
+                id,
+                owner: owner.clone(),
+                stages: g.stages.clone(),
+                partners: g.partners.clone(),
+                detected_at: t,
+                not_after_at_detection: not_after,
+                steps: Vec::new(),
+                incident: None,
+                departures: Vec::new(),
+                stages_revision: 0,
+                resolved_at: None,
+                resolution: None,
+                cleanup_reminded_at: None,
+                cleanup_done_at: None,
+                partners_released: false,
+                partner_emails: BTreeSet::new(),
+            });
+            let i = self.rec.episodes.len() - 1;
+            self.log(TransitionEvent::Detected {
+                episode: id,
+                owner: owner.clone(),
+            });
+            self.emit(
+                i,
+                IntentKind::OpenTicket {
+                    priority: self.policy.open_priority,
+                    not_after,
+                    days_left: days_left(not_after, t),
+                    stages: named(&owners.users, g.stages.iter()),
+                },
+            );
+            for p in &g.partners {
+                self.partner_email(i, p.clone(), PartnerEmailKind::Window);
             }
         }
+    }
 
-        self.rec.users = users;
+    /// The certificate's state once its users and episodes are up to date; without users
+    /// after a rotation, the clean-up reminder once `cleanup_after_days` have passed.
+    fn state_after(&mut self, not_after: Instant, previous_state: Option<CertState>) -> CertState {
+        let t = self.t;
         if self.rec.in_use() {
             let open: Vec<&Episode> = self.rec.open_episodes().collect();
             return if not_after <= t {
@@ -405,22 +457,7 @@ impl Step<'_> {
             _ => t,
         };
         if t - since >= Duration::days(i64::from(self.policy.cleanup_after_days)) {
-            for i in 0..self.rec.episodes.len() {
-                if wants_cleanup(&self.rec.episodes[i])
-                    && self.rec.episodes[i].cleanup_reminded_at.is_none()
-                {
-                    self.rec.episodes[i].cleanup_reminded_at = Some(t);
-                    let id = self.rec.episodes[i].id;
-                    self.log(TransitionEvent::CleanupReminded { episode: id });
-                    self.emit(
-                        i,
-                        IntentKind::CleanupReminder {
-                            rotated_away_since: since,
-                        },
-                    );
-                    self.release_partners(i);
-                }
-            }
+            self.remind_cleanup(since);
         }
         let reminded = self
             .rec
@@ -429,6 +466,25 @@ impl Step<'_> {
             .filter(|e| wants_cleanup(e))
             .all(|e| e.cleanup_reminded_at.is_some());
         CertState::RotatedAway { since, reminded }
+    }
+
+    fn remind_cleanup(&mut self, since: Instant) {
+        for i in 0..self.rec.episodes.len() {
+            if wants_cleanup(&self.rec.episodes[i])
+                && self.rec.episodes[i].cleanup_reminded_at.is_none()
+            {
+                self.rec.episodes[i].cleanup_reminded_at = Some(self.t);
+                let id = self.rec.episodes[i].id;
+                self.log(TransitionEvent::CleanupReminded { episode: id });
+                self.emit(
+                    i,
+                    IntentKind::CleanupReminder {
+                        rotated_away_since: since,
+                    },
+                );
+                self.release_partners(i);
+            }
+        }
     }
 
     /// Fires the most advanced step due and not yet fired, or the incident once expired. Only
@@ -506,7 +562,6 @@ impl Step<'_> {
         stage: &StageKey,
         certificate: &CertificateKey,
         created_at: Option<Instant>,
-        old_partner: &BTreeMap<StageKey, Option<String>>,
     ) {
         if let Some(created) = created_at {
             let age = self.t - created;
@@ -522,10 +577,18 @@ impl Step<'_> {
                 );
             }
         }
-        if let Some(Some(partner)) = old_partner.get(stage) {
+        // The partner the stage had before this observation: `rec.users` still holds the
+        // previous users while episodes are updated.
+        let old_partner = self
+            .rec
+            .users
+            .iter()
+            .find(|u| &u.stage == stage)
+            .and_then(|u| u.partner.clone());
+        if let Some(partner) = old_partner {
             self.partner_email(
                 i,
-                partner.clone(),
+                partner,
                 PartnerEmailKind::CutOver {
                     new_certificate: certificate.clone(),
                 },

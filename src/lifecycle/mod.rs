@@ -65,7 +65,6 @@
 
 pub mod engine;
 pub mod model;
-pub mod observations;
 pub mod policy;
 
 #[cfg(test)]

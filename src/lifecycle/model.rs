@@ -8,10 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::policy::{PageSeverity, Priority};
-
-// The names of certificates and stages are the inventory's: the engine speaks its sources'
-// vocabulary, so an observation needs no translation of identities.
-pub use crate::inventory::model::{CertificateKey, StageKey, StageKind};
+use crate::ids::{CertificateKey, StageKey};
 
 /// A stage that presents the certificate, with what its tags say about who answers for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,15 +103,13 @@ pub enum CertState {
 }
 
 impl CertState {
-    pub fn name(&self) -> &'static str {
-        match self {
-            CertState::Healthy => "healthy",
-            CertState::Unused => "unused",
-            CertState::Expiring { .. } => "expiring",
-            CertState::ExpiredInUse => "expired_in_use",
-            CertState::RotatedAway { .. } => "rotated_away",
-            CertState::Deleted => "deleted",
-        }
+    /// The state's one name, as serde writes it (`expired_in_use`): the same in the store, in
+    /// JSON output and in tables.
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_string))
+            .unwrap_or_default()
     }
 }
 
@@ -143,20 +138,6 @@ pub enum Resolution {
     Renewed {
         not_after: DateTime<Utc>,
     },
-}
-
-impl Resolution {
-    /// A short stable name, used in idempotency keys and reports.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Resolution::SwitchedTo { .. } => "switched",
-            Resolution::StageDeleted => "stage_deleted",
-            Resolution::StoppedPresenting => "stopped_presenting",
-            Resolution::OwnerChanged { .. } => "owner_changed",
-            Resolution::CertificateDeleted => "certificate_deleted",
-            Resolution::Renewed { .. } => "renewed",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Duration;
 use proptest::prelude::*;
 
-use super::tests::{at, cert, stage, user};
 use super::*;
+use crate::test_support::{at, cert, stage, user};
 
 const OWNERS: [Option<&str>; 3] = [Some("team-a"), Some("team-b"), None];
 const NOT_AFTERS: [f64; 3] = [100.0, 130.0, 465.0];

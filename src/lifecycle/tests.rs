@@ -1,56 +1,9 @@
 //! Unit tests: one per transition and per edge case named in the issue.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 
 use super::*;
-
-pub(crate) fn at(days: f64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::minutes((days * 1440.0) as i64)
-}
-
-pub(crate) fn cert(id: &str) -> CertificateKey {
-    CertificateKey {
-        account: "111122223333".into(),
-        region: "eu-west-1".into(),
-        id: id.into(),
-    }
-}
-
-pub(crate) fn stage(name: &str) -> StageKey {
-    StageKey {
-        account: "111122223333".into(),
-        region: "eu-west-1".into(),
-        kind: StageKind::Rest,
-        api_id: format!("api-{name}"),
-        stage_name: name.into(),
-    }
-}
-
-pub(crate) fn user(name: &str, owner: Option<&str>, partner: Option<&str>) -> StageUser {
-    StageUser {
-        stage: stage(name),
-        api_name: format!("API {name}"),
-        owner: owner.map(str::to_string),
-        partner: partner.map(str::to_string),
-    }
-}
-
-fn present(c: &str, t: f64, not_after: f64, users: Vec<StageUser>) -> Observation {
-    Observation {
-        certificate: cert(c),
-        observed_at: at(t),
-        source: ObservationSource::FullScan,
-        seen: Seen::Present {
-            not_after: at(not_after),
-            created_at: Some(at(not_after - 365.0)),
-            renewal: RenewalOutlook::Manual,
-            users,
-            departed: BTreeMap::new(),
-        },
-    }
-}
+use crate::test_support::{at, cert, present, stage, user};
 
 fn with_departed(mut obs: Observation, fates: Vec<(&str, StageFate)>) -> Observation {
     if let Seen::Present { departed, .. } = &mut obs.seen {
@@ -481,7 +434,7 @@ fn a_certificate_that_disappears_and_reappears_gets_a_new_episode() {
     let i = r.feed(&present("c1", 52.0, 100.0, vec![user("s1", A, None)]));
     assert_eq!(kinds(&i), ["team-a|e2|open"]);
     assert_eq!(r.state(), CertState::Expiring { step_days: None });
-    let changes: Vec<&'static str> = r
+    let changes: Vec<String> = r
         .rec()
         .history
         .iter()

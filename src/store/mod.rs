@@ -73,7 +73,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::{CertificateKey, CertificateRecord, Decision, Intent};
+use crate::ids::CertificateKey;
+use crate::lifecycle::{CertificateRecord, Decision, Intent};
 
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
@@ -178,4 +179,25 @@ pub trait Store {
 
     /// Writes every record as one JSON object per line; returns how many.
     fn export_jsonl(&self, out: &mut dyn Write) -> Result<u64, StoreError>;
+
+    /// The records of the certificate called `name`: its id or ARN (one per account and
+    /// region that has it), or `account/region/id`. Walks every record: for people, not for
+    /// the daemon's hot path.
+    fn find(&self, name: &str) -> Result<Vec<CertificateRecord>, StoreError> {
+        self.records()
+            .filter(|r| {
+                r.as_ref()
+                    .map_or(true, |r| r.key.id == name || r.key.to_string() == name)
+            })
+            .collect()
+    }
+
+    /// The undelivered intents of one certificate, oldest first.
+    fn pending_for(&self, key: &CertificateKey) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(self
+            .outbox_pending()?
+            .into_iter()
+            .filter(|e| &e.intent.certificate == key)
+            .collect())
+    }
 }

@@ -22,7 +22,8 @@ use sled::transaction::{
 };
 
 use super::{OutboxEntry, OutboxId, SCHEMA_VERSION, Store, StoreError};
-use crate::lifecycle::{CertState, CertificateKey, CertificateRecord, Decision};
+use crate::ids::CertificateKey;
+use crate::lifecycle::{CertState, CertificateRecord, Decision};
 
 /// Enough for the hot part of a 100,000-certificate store while keeping the process well
 /// under 64 MB resident; sled's default (1 GB) would grow with the database instead.

@@ -40,31 +40,19 @@ fn observe_batch<S: Store + ?Sized>(
     Ok(decisions)
 }
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::*;
+use crate::ids::{CertificateKey, StageKey};
 use crate::lifecycle::*;
-
-fn at(days: f64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::minutes((days * 1440.0) as i64)
-}
+use crate::test_support::{self, at};
 
 fn cert(i: usize) -> CertificateKey {
-    CertificateKey {
-        account: "111122223333".into(),
-        region: "eu-west-1".into(),
-        id: format!("cert{i:06}"),
-    }
+    test_support::cert(&format!("cert{i:06}"))
 }
 
 fn stage(i: usize) -> StageKey {
-    StageKey {
-        account: "111122223333".into(),
-        region: "eu-west-1".into(),
-        kind: StageKind::Rest,
-        api_id: format!("api{i:06}"),
-        stage_name: "prod".into(),
-    }
+    test_support::stage(&format!("{i:06}"))
 }
 
 /// Generation `g` of certificate `i`: even generations put it in use inside the window (an

@@ -1,23 +1,87 @@
-//! `certsentinel run`: scheduled scans reconciled into the store, and a graceful stop on SIGTERM.
-
-mod support;
+//! `certsentinel run`: scheduled scans reconciled into the store, and a graceful stop, both in
+//! process (the library's `Daemon` with a shutdown future of the test's own) and as the binary
+//! on SIGTERM.
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use certsentinel::config::Settings;
+use certsentinel::daemon::Daemon;
+use certsentinel::ids::CertificateKey;
+use certsentinel::store::Store;
 use serde_json::{Value, json};
-use support::*;
 
-#[test]
-fn the_daemon_scans_on_its_schedule_and_stops_cleanly_on_sigterm() {
-    let fake = FakeControlPlane::start();
+use crate::helpers::*;
+
+fn one_certificate_in_the_window(fake: &FakeControlPlane) {
     fake.seed(json!({
         "certificates": [{"id": "cert000001", "not_after": days_from_now(20)}],
         "rest_apis": [{"id": "api0000001", "name": "orders",
                        "stages": [{"name": "prod", "client_certificate_id": "cert000001"}]}]
     }));
+}
+
+/// Polls `done` every 50 ms for up to `secs` seconds.
+fn eventually(secs: u64, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {secs} s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_daemon_runs_in_process_until_its_shutdown_future_resolves() {
+    let fake = FakeControlPlane::start();
+    one_certificate_in_the_window(&fake);
+    let config = config_file(&format!(
+        "{FAST}\n[daemon]\nschedule = \"*/1 * * * * *\"\nscan_on_start = true\n"
+    ));
+    let settings = Settings::load_with_env(Some(&config.path), Vec::new()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let daemon = Daemon::build_with_aws(settings, runtime.block_on(sdk_config(&fake.url))).unwrap();
+    let store = daemon.store();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = runtime.spawn(daemon.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+
+    // It scans at start and again on its schedule, and commits what it decided.
+    eventually(30, "two scans", || {
+        fake.calls_of("GetClientCertificates") >= 2
+    });
+    let key = CertificateKey {
+        account: "123456789012".into(),
+        region: "us-east-1".into(),
+        id: "cert000001".into(),
+    };
+    let record = store.load(&key).unwrap().expect("the first scan's record");
+    assert_eq!(record.open_episodes().count(), 1);
+    assert!(!store.outbox_pending().unwrap().is_empty());
+
+    // The test's own shutdown future stops it: it returns Ok, and scans no more.
+    stop.send(()).unwrap();
+    let outcome = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), running).await })
+        .expect("the daemon stops within 10 s of its shutdown future")
+        .expect("the daemon task did not panic");
+    outcome.expect("the daemon stops cleanly");
+    let listings = fake.calls_of("GetClientCertificates");
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(
+        fake.calls_of("GetClientCertificates"),
+        listings,
+        "no scan after the stop"
+    );
+    drop(runtime);
+}
+
+#[test]
+fn the_daemon_scans_on_its_schedule_and_stops_cleanly_on_sigterm() {
+    let fake = FakeControlPlane::start();
+    one_certificate_in_the_window(&fake);
     let config = config_file(
         r#"
 [aws]

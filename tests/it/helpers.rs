@@ -1,6 +1,6 @@
-//! Test harness: starts the fakes a test needs on 127.0.0.1 (free ports), talks to their admin
-//! APIs, runs the `certsentinel` binary against them, and stops everything on drop.
-#![allow(dead_code)]
+//! Test harness: starts the real parts a test needs on 127.0.0.1 (free ports), one spawn
+//! helper each ([`FakeControlPlane::start`], [`Moto::start`]), talks to their admin APIs,
+//! runs the `certsentinel` binary or the library against them, and stops everything on drop.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -187,14 +187,6 @@ impl FakeControlPlane {
     pub fn hook(&self, spec: Value) {
         self.admin("POST", "hooks", Some(spec));
     }
-
-    pub fn map_key(&self, access_key_id: &str, account: &str) {
-        self.admin(
-            "POST",
-            "keys",
-            Some(json!({"access_key_id": access_key_id, "account": account})),
-        );
-    }
 }
 
 /// A moto server (STS, ACM, Organizations, SQS) on a free port.
@@ -222,6 +214,24 @@ impl Moto {
     }
 }
 
+/// An SDK configuration for the library, every service at `endpoint`, with test credentials
+/// and retries off (certsentinel retries itself), as `inventory::aws::base_config` builds.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "AKIDTESTING",
+            "testing-secret",
+            None,
+            None,
+            "test",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
+}
+
 /// Environment that keeps the SDK (or the AWS CLI) away from real AWS and real credentials.
 pub fn sandbox_env(cmd: &mut Command) -> &mut Command {
     for var in [
@@ -243,13 +253,7 @@ pub fn sandbox_env(cmd: &mut Command) -> &mut Command {
         .env("AWS_EC2_METADATA_DISABLED", "true")
 }
 
-/// Runs the `certsentinel` binary with the given endpoints and arguments.
-pub struct Run<'a> {
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub config: Option<&'a Path>,
-}
-
+/// The `certsentinel` binary, kept away from real AWS, aimed at the given real parts.
 pub fn certsentinel(fake: Option<&FakeControlPlane>, moto: Option<&Moto>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_certsentinel"));
     sandbox_env(&mut cmd);
@@ -322,18 +326,6 @@ pub fn days_from_now(days: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::days(days))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
-}
-
-/// Reads a child's stdout line by line until `pred` matches (for long-running commands).
-pub fn wait_for_line(child: &mut Child, pred: impl Fn(&str) -> bool) -> String {
-    let stdout = child.stdout.take().expect("piped stdout");
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if pred(&line) {
-            return line;
-        }
-    }
-    panic!("the process ended before printing the expected line");
 }
 
 /// Runs the venv's AWS CLI against `endpoint` with sandbox credentials; returns parsed JSON

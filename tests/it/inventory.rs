@@ -1,10 +1,8 @@
 //! The inventory through the user's path: the `certsentinel scan --once` binary, the real AWS
 //! SDK, the fake control plane (and moto's STS where accounts are assumed).
 
-mod support;
-
+use crate::helpers::*;
 use serde_json::{Value, json};
-use support::*;
 
 fn ceil_div(a: u64, b: u64) -> u64 {
     a.div_ceil(b)

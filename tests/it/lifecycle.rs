@@ -1,13 +1,11 @@
 //! The lifecycle through the user's path: `certsentinel scan --once` reconciles what it finds
 //! into the state database, and changes made with the AWS CLI drive the transitions.
 
-mod support;
-
 use std::io::BufRead;
 use std::process::Stdio;
 
+use crate::helpers::*;
 use serde_json::{Value, json};
-use support::*;
 
 /// The intents of a scan document, as (type, owner, certificate id) plus the whole intent.
 fn intents(doc: &Value) -> Vec<Value> {

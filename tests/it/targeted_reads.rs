@@ -2,31 +2,16 @@
 //! Each answers found, gone (the service said NotFound) or failed; a failed read is never
 //! taken for "gone". Driven through the library against the fake control plane.
 
-mod support;
-
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
+use crate::helpers::*;
 use certsentinel::config::{RateLimitSettings, RetrySettings};
+use certsentinel::ids::StageKind;
 use certsentinel::inventory::call::{CallError, CallGate, FailureKind};
 use certsentinel::inventory::control_plane::ControlPlane;
-use certsentinel::inventory::model::{Api, StageKind};
+use certsentinel::inventory::model::Api;
 use serde_json::json;
-use support::*;
 
 async fn plane(fake: &FakeControlPlane) -> ControlPlane {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&fake.url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "AKIDTARGETED",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .retry_config(RetryConfig::disabled())
-        .load()
-        .await;
+    let sdk = sdk_config(&fake.url).await;
     let gate = CallGate::new(
         &RateLimitSettings {
             requests_per_second: 1000.0,

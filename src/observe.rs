@@ -1,16 +1,18 @@
-//! Turning what a complete scan of one account and region found into the engine's
-//! observations. Pure: the caller supplies the previous record's stages (so the fate of a stage
-//! that stopped presenting a certificate can be told) and does the store I/O.
+//! The seam between reading and deciding: what a complete scan of one account and region
+//! found, turned into the engine's observations, and what ACM says of a certificate turned into
+//! its renewal outlook. It owns that translation only. Pure: the caller supplies the previous
+//! record (so the fate of a stage that stopped presenting a certificate can be told) and does
+//! the store I/O. It sits after `inventory` and `lifecycle` in the flow, so neither of them
+//! needs to know the other.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use super::model::{
+use crate::ids::{CertificateKey, StageKey, is_acm_arn};
+use crate::inventory::model::{Certificate, CertificateKind, RegionInventory, StageUse};
+use crate::lifecycle::{
     CertificateRecord, Observation, ObservationSource, RenewalOutlook, Seen, StageFate, StageUser,
-};
-use crate::inventory::model::{
-    Certificate, CertificateKey, CertificateKind, RegionInventory, StageKey, StageUse, is_acm_arn,
 };
 
 /// What a complete region scan says about every stage and certificate in it.
@@ -182,29 +184,21 @@ pub fn missing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::model::{DanglingReference, Stage, StageKind};
+    use crate::inventory::model::{DanglingReference, Stage};
+    use crate::lifecycle::{Policy, decide};
+    use crate::test_support::{at, cert as key, stage as named_stage};
 
     fn stage(api: &str, name: &str) -> StageKey {
-        StageKey {
-            account: "1".into(),
-            region: "r".into(),
-            kind: StageKind::Rest,
-            api_id: api.into(),
-            stage_name: name.into(),
-        }
+        named_stage(&format!("{api}-{name}"))
     }
 
     fn cert(id: &str, users: Vec<StageKey>) -> Certificate {
         Certificate {
-            key: CertificateKey {
-                account: "1".into(),
-                region: "r".into(),
-                id: id.into(),
-            },
+            key: key(id),
             kind: CertificateKind::Generated,
             description: None,
-            created_at: Some(DateTime::from_timestamp(1_000, 0).unwrap()),
-            not_after: Some(DateTime::from_timestamp(10_000_000, 0).unwrap()),
+            created_at: Some(at(-365.0)),
+            not_after: Some(at(365.0)),
             not_after_source: None,
             fingerprint_sha256: None,
             warnings: vec![],
@@ -227,8 +221,8 @@ mod tests {
         let old = cert("old", vec![]);
         let new = cert("new", vec![stage("a", "prod")]);
         let inventory = RegionInventory {
-            account: "1".into(),
-            region: "r".into(),
+            account: crate::test_support::ACCOUNT.into(),
+            region: crate::test_support::REGION.into(),
             certificates: vec![old.clone(), new],
             stages: vec![
                 Stage {
@@ -247,7 +241,7 @@ mod tests {
             dangling: vec![],
         };
         let index = RegionIndex::new(&inventory);
-        let now = DateTime::from_timestamp(5_000, 0).unwrap();
+        let now = at(0.0);
         // Previously presented by prod (now switched), dev (now presents nothing) and beta
         // (deleted).
         let previous_obs = present(
@@ -260,13 +254,7 @@ mod tests {
             now,
         )
         .unwrap();
-        let previous = crate::lifecycle::decide(
-            None,
-            &previous_obs,
-            &crate::lifecycle::Policy::default(),
-            now,
-        )
-        .record;
+        let previous = decide(None, &previous_obs, &Policy::default(), now).record;
         let obs = present(&old, &index, Some(&previous), now).unwrap();
         let Seen::Present { departed, .. } = obs.seen else {
             panic!()
@@ -281,23 +269,21 @@ mod tests {
 
     #[test]
     fn a_deleted_certificate_that_a_stage_still_names_is_not_gone() {
-        let now = DateTime::from_timestamp(5_000, 0).unwrap();
+        let now = at(0.0);
         let used = cert("old", vec![stage("a", "prod")]);
         let empty = RegionInventory {
-            account: "1".into(),
-            region: "r".into(),
+            account: crate::test_support::ACCOUNT.into(),
+            region: crate::test_support::REGION.into(),
             certificates: vec![used.clone()],
             stages: vec![],
             dangling: vec![],
         };
         let first = present(&used, &RegionIndex::new(&empty), None, now).unwrap();
-        let record =
-            crate::lifecycle::decide(None, &first, &crate::lifecycle::Policy::default(), now)
-                .record;
+        let record = decide(None, &first, &Policy::default(), now).record;
         // Deleted from API Gateway, while prod still names it.
         let after = RegionInventory {
-            account: "1".into(),
-            region: "r".into(),
+            account: crate::test_support::ACCOUNT.into(),
+            region: crate::test_support::REGION.into(),
             certificates: vec![],
             stages: vec![Stage {
                 key: stage("a", "prod"),

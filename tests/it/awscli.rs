@@ -2,10 +2,8 @@
 //! `certsentinel` sees what the CLI did: a certificate generated with the CLI, presented by a
 //! REST stage (owner from a stage tag set with the CLI) and by a WebSocket stage.
 
-mod support;
-
+use crate::helpers::*;
 use serde_json::Value;
-use support::*;
 
 /// Exit code of AWS CLI v1 (PyPI's `awscli`) for a service error.
 const CLI_SERVICE_ERROR: i32 = 255;

@@ -2,10 +2,8 @@
 //! stages, ACM certificates, dangling references and every account of an organization, through
 //! the `certsentinel` binary against the fake control plane and moto.
 
-mod support;
-
+use crate::helpers::*;
 use serde_json::{Value, json};
-use support::*;
 
 #[test]
 fn a_certificate_presented_only_by_a_websocket_stage_is_in_use_with_that_stages_owner() {

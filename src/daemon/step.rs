@@ -1,0 +1,87 @@
+//! One step of the scan worker, public so the CLI and tests call exactly what the daemon runs:
+//! scan every target, then reconcile the scan into the store on a blocking thread.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use chrono::Utc;
+
+use super::DaemonError;
+use super::reconcile::{Reconciled, reconcile_scan};
+use crate::config::Settings;
+use crate::inventory::scan::{Progress, Scan, scan_all};
+use crate::store::{SledStore, StoreError};
+
+/// A scan and what reconciling it decided.
+#[derive(Debug)]
+pub struct ScanOutcome {
+    pub scan: Scan,
+    pub reconciled: Reconciled,
+}
+
+/// Opens the state database at `store.path` (created if absent).
+pub fn open_store(settings: &Settings) -> Result<SledStore, StoreError> {
+    SledStore::open(&settings.store.path, settings.store.cache_mb * 1024 * 1024)
+}
+
+/// The store a one-off scan decides against. A dry run against a database that does not
+/// exist yet decides against an empty scratch one, deleted on drop, and creates nothing.
+pub struct ScanStore {
+    pub store: Arc<SledStore>,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl ScanStore {
+    pub fn open(settings: &Settings, dry_run: bool) -> Result<ScanStore, StoreError> {
+        if !dry_run || settings.store.path.exists() {
+            return Ok(ScanStore {
+                store: Arc::new(open_store(settings)?),
+                _scratch: None,
+            });
+        }
+        let scratch = tempfile::tempdir().map_err(|source| StoreError::Open {
+            path: std::env::temp_dir(),
+            source: source.into(),
+        })?;
+        let store = SledStore::open(scratch.path(), settings.store.cache_mb * 1024 * 1024)?;
+        Ok(ScanStore {
+            store: Arc::new(store),
+            _scratch: Some(scratch),
+        })
+    }
+}
+
+/// Scans, then decides every observation against `store`; commits durably unless `dry_run`.
+pub async fn scan_once(
+    settings: &Settings,
+    aws: &SdkConfig,
+    store: Arc<SledStore>,
+    progress: Arc<dyn Progress>,
+    dry_run: bool,
+) -> Result<ScanOutcome, DaemonError> {
+    let scan = scan_all(settings, aws, progress).await;
+    record_scan(settings, store, scan, dry_run).await
+}
+
+/// Decides every observation of `scan` against `store` on a blocking thread, committing
+/// durably unless `dry_run`. Once called it runs to its end even if the future is dropped, so
+/// a commit is never cut short; reading (before it) is what may be cancelled.
+pub async fn record_scan(
+    settings: &Settings,
+    store: Arc<SledStore>,
+    scan: Scan,
+    dry_run: bool,
+) -> Result<ScanOutcome, DaemonError> {
+    let policy = settings.policy.clone();
+    let (scan, reconciled) = tokio::task::spawn_blocking(move || {
+        let reconciled = reconcile_scan(store.as_ref(), &scan, &policy, Utc::now(), dry_run);
+        (scan, reconciled)
+    })
+    .await
+    .map_err(|e| DaemonError::Task(format!("the reconcile task failed: {e}")))?;
+    let reconciled = reconciled?;
+    for key in &reconciled.unjudged {
+        tracing::warn!(certificate = %key, "expiry unknown: not judged by the lifecycle engine");
+    }
+    Ok(ScanOutcome { scan, reconciled })
+}

@@ -1,0 +1,12 @@
+//! The integration tests, in one binary so the AWS SDK is linked once (zero2prod's layout):
+//! one module per area, and `helpers` with one spawn helper per real part (the fake API
+//! Gateway control plane, moto_server) and the ways to run certsentinel against them.
+
+mod architecture;
+mod awscli;
+mod coverage;
+mod daemon;
+mod helpers;
+mod inventory;
+mod lifecycle;
+mod targeted_reads;
