@@ -419,7 +419,7 @@ pub fn describe_intent(intent: &Intent) -> String {
             format!("update ticket stages: {}", stage_list(stages))
         }
         IntentKind::ResolveTicket { how } => format!("resolve ticket: {how:?}"),
-        IntentKind::PartnerEmail { partner, email } => {
+        IntentKind::PartnerEmail { partner, email, .. } => {
             format!("email partner {partner}: {email:?}")
         }
         IntentKind::CleanupReminder { rotated_away_since } => format!(

@@ -50,6 +50,7 @@ pub fn decide(
         history: Vec::new(),
         next_episode_id: 1,
         intents_emitted: 0,
+        partner_emails: BTreeSet::new(),
     });
     let previous_state = record.map(|r| r.state);
     let mut step = Step {
@@ -411,7 +412,6 @@ impl Step<'_> {
                 cleanup_reminded_at: None,
                 cleanup_done_at: None,
                 partners_released: false,
-                partner_emails: BTreeSet::new(),
             });
             let i = self.rec.episodes.len() - 1;
             self.log(TransitionEvent::Detected {
@@ -596,12 +596,26 @@ impl Step<'_> {
         }
     }
 
+    /// Decides a partner email unless this certificate already told this partner this: one
+    /// email per partner, certificate, expiry and step, even when several of the partner's
+    /// stages switch, a stage switches, comes back and switches again, or the stages change
+    /// owner.
     fn partner_email(&mut self, i: usize, partner: String, email: PartnerEmailKind) {
-        // One cut-over email per partner and new certificate, even when several of the
-        // partner's stages switch, or one switches, comes back and switches again.
-        let what = format!("{partner}:{}", email.key_part());
-        if self.rec.episodes[i].partner_emails.insert(what) {
-            self.emit(i, IntentKind::PartnerEmail { partner, email });
+        let Some(not_after) = self.rec.not_after else {
+            return;
+        };
+        let intent = Intent::new(
+            &self.rec.key,
+            &self.rec.episodes[i],
+            self.now,
+            IntentKind::PartnerEmail {
+                partner,
+                email,
+                not_after,
+            },
+        );
+        if self.rec.partner_emails.insert(intent.key.clone()) {
+            self.intents.push(intent);
         }
     }
 

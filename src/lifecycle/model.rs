@@ -195,10 +195,6 @@ pub struct Episode {
     /// Partners told the old certificate may leave their trust store.
     #[serde(default)]
     pub partners_released: bool,
-    /// Partner emails already decided (`partner:what`), so none is decided twice even when a
-    /// stage leaves and rejoins.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub partner_emails: BTreeSet<String>,
 }
 
 impl Episode {
@@ -284,6 +280,10 @@ pub struct CertificateRecord {
     /// Intents ever emitted for this certificate; lets a reader check that a record and its
     /// outbox entries were committed together.
     pub intents_emitted: u64,
+    /// Keys of the partner emails already decided for this certificate, so none is decided
+    /// twice, whichever owner's episode it came from.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub partner_emails: BTreeSet<String>,
 }
 
 impl CertificateRecord {
@@ -357,9 +357,12 @@ pub enum IntentKind {
     ResolveTicket {
         how: Resolution,
     },
+    /// About the certificate as it is (`not_after`), not about an owner: each partner hears
+    /// each of these once per certificate and expiry, whoever owns the stages meanwhile.
     PartnerEmail {
         partner: String,
         email: PartnerEmailKind,
+        not_after: DateTime<Utc>,
     },
     CleanupReminder {
         rotated_away_since: DateTime<Utc>,
@@ -395,8 +398,26 @@ impl Intent {
             } => format!("bigbang:{stage}:{departure}"),
             IntentKind::UpdateStages { revision, .. } => format!("stages:{revision}"),
             IntentKind::ResolveTicket { .. } => "resolve".into(),
-            IntentKind::PartnerEmail { partner, email } => {
-                format!("partner:{partner}:{}", email.key_part())
+            IntentKind::PartnerEmail {
+                partner,
+                email,
+                not_after,
+            } => {
+                // Keyed by the certificate and its expiry, never by owner or episode: an owner
+                // change, an untag or a stage moving away and back repeats nothing.
+                let key = format!(
+                    "{certificate}|partner@{}|{partner}:{}",
+                    not_after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    email.key_part()
+                );
+                return Intent {
+                    key,
+                    certificate: certificate.clone(),
+                    owner: episode.owner.clone(),
+                    episode: episode.id,
+                    decided_at,
+                    kind,
+                };
             }
             IntentKind::CleanupReminder { .. } => "cleanup".into(),
         };

@@ -71,10 +71,25 @@ impl Run {
     }
 }
 
+/// Intent keys without their certificate (and a partner email's expiry): `owner|eN|what`, or
+/// `partner|name:what`.
 fn kinds(intents: &[Intent]) -> Vec<String> {
     intents
         .iter()
-        .map(|i| i.key.split('|').skip(1).collect::<Vec<_>>().join("|"))
+        .map(|i| {
+            i.key
+                .split('|')
+                .skip(1)
+                .map(|part| {
+                    if part.starts_with("partner@") {
+                        "partner"
+                    } else {
+                        part
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
         .collect()
 }
 
@@ -110,14 +125,11 @@ fn each_step_fires_once_in_order() {
     let u = vec![user("s1", A, Some("acme"))];
     assert_eq!(
         kinds(&r.feed(&present("c1", 50.0, 100.0, u.clone()))),
-        ["team-a|e1|open", "team-a|e1|partner:acme:window"]
+        ["team-a|e1|open", "partner|acme:window"]
     );
     assert!(r.feed(&present("c1", 60.0, 100.0, u.clone())).is_empty());
     let i = r.feed(&present("c1", 70.5, 100.0, u.clone()));
-    assert_eq!(
-        kinds(&i),
-        ["team-a|e1|escalate:30", "team-a|e1|partner:acme:step30"]
-    );
+    assert_eq!(kinds(&i), ["team-a|e1|escalate:30", "partner|acme:step30"]);
     match &i[0].kind {
         IntentKind::Escalate { priority, page, .. } => {
             assert_eq!(*priority, Priority::Medium);
@@ -216,7 +228,7 @@ fn switching_resolves_then_cleanup_reminder_then_deletion() {
     assert_eq!(
         kinds(&i),
         [
-            "team-a|e1|partner:acme:cutover:111122223333/eu-west-1/c2",
+            "partner|acme:cutover:111122223333/eu-west-1/c2",
             "team-a|e1|resolve"
         ]
     );
@@ -239,10 +251,7 @@ fn switching_resolves_then_cleanup_reminder_then_deletion() {
     );
     assert!(r.feed(&present("c1", 73.0, 100.0, vec![])).is_empty());
     let i = r.feed(&present("c1", 74.0, 100.0, vec![]));
-    assert_eq!(
-        kinds(&i),
-        ["team-a|e1|cleanup", "team-a|e1|partner:acme:release"]
-    );
+    assert_eq!(kinds(&i), ["team-a|e1|cleanup", "partner|acme:release"]);
     assert_eq!(
         r.state(),
         CertState::RotatedAway {
@@ -271,7 +280,7 @@ fn deletion_before_the_reminder_still_releases_partners() {
     ));
     assert_eq!(r.episode(A).resolution, Some(Resolution::StageDeleted));
     let i = r.feed(&gone("c1", 62.0));
-    assert_eq!(kinds(&i), ["team-a|e1|partner:acme:release"]);
+    assert_eq!(kinds(&i), ["partner|acme:release"]);
     assert!(
         r.rec()
             .history
@@ -496,10 +505,7 @@ fn stages_joining_and_leaving_an_open_ticket_update_it() {
         100.0,
         vec![user("s1", A, None), user("s2", A, Some("acme"))],
     ));
-    assert_eq!(
-        kinds(&i),
-        ["team-a|e1|stages:1", "team-a|e1|partner:acme:window"]
-    );
+    assert_eq!(kinds(&i), ["team-a|e1|stages:1", "partner|acme:window"]);
     let i = r.feed(&with_departed(
         present("c1", 52.0, 100.0, vec![user("s2", A, Some("acme"))]),
         vec![("s1", StageFate::Deleted)],
@@ -634,4 +640,94 @@ fn a_managed_renewal_under_way_pauses_escalation_until_it_fails() {
         managed(false, true),
     ));
     assert_eq!(kinds(&i), ["team-a|e1|escalate:14"]);
+}
+
+/// The partner emails among `intents`, as `partner|what` (the certificate part stripped).
+fn partner_emails(intents: &[Intent]) -> Vec<String> {
+    kinds(intents)
+        .into_iter()
+        .filter(|k| k.starts_with("partner|"))
+        .collect()
+}
+
+#[test]
+fn a_partner_hears_each_step_once_per_certificate_whoever_owns_the_stages() {
+    let mut r = Run::default();
+    let owned = |owner: Option<&str>, name: &str| vec![user(name, owner, Some("acme"))];
+    let mut told = Vec::new();
+    // In the window under "payments": the timeline goes out.
+    told.extend(partner_emails(&r.feed(&present(
+        "c1",
+        50.0,
+        100.0,
+        owned(Some("payments"), "s1"),
+    ))));
+    // The owner tag is edited (`payments` -> `Payments`), then removed, then put back: each
+    // change opens a new episode for the new owner, and none repeats the timeline.
+    told.extend(partner_emails(&r.feed(&present(
+        "c1",
+        51.0,
+        100.0,
+        owned(Some("Payments"), "s1"),
+    ))));
+    told.extend(partner_emails(&r.feed(&present(
+        "c1",
+        52.0,
+        100.0,
+        owned(None, "s1"),
+    ))));
+    told.extend(partner_emails(&r.feed(&present(
+        "c1",
+        53.0,
+        100.0,
+        owned(Some("payments"), "s1"),
+    ))));
+    assert_eq!(told, ["partner|acme:window"]);
+    assert!(r.rec().episodes.len() >= 4, "one episode per owner change");
+
+    // The 30-day step under one owner; the stage moves to another stage A -> B -> A.
+    told.clear();
+    told.extend(partner_emails(&r.feed(&present(
+        "c1",
+        71.0,
+        100.0,
+        owned(Some("payments"), "s1"),
+    ))));
+    told.extend(partner_emails(&r.feed(&present(
+        "c1",
+        72.0,
+        100.0,
+        owned(Some("payments"), "s2"),
+    ))));
+    told.extend(partner_emails(&r.feed(&present(
+        "c1",
+        73.0,
+        100.0,
+        owned(Some("payments"), "s1"),
+    ))));
+    told.extend(partner_emails(&r.feed(&present(
+        "c1",
+        74.0,
+        100.0,
+        owned(Some("Payments"), "s1"),
+    ))));
+    assert_eq!(told, ["partner|acme:step30"]);
+}
+
+#[test]
+fn a_renewed_certificate_is_a_new_certificate_to_its_partners() {
+    // An ACM certificate re-imported under the same ARN with a later expiry, and later in its
+    // own window: the partner hears its timeline again, once.
+    let mut r = Run::default();
+    let u = vec![user("s1", A, Some("acme"))];
+    assert_eq!(
+        partner_emails(&r.feed(&present("c1", 50.0, 100.0, u.clone()))),
+        ["partner|acme:window"]
+    );
+    assert!(partner_emails(&r.feed(&present("c1", 60.0, 465.0, u.clone()))).is_empty());
+    assert_eq!(
+        partner_emails(&r.feed(&present("c1", 420.0, 465.0, u.clone()))),
+        ["partner|acme:window"]
+    );
+    assert!(partner_emails(&r.feed(&present("c1", 421.0, 465.0, u))).is_empty());
 }
