@@ -138,6 +138,10 @@ fn acm_reason(c: &Certificate, policy: &Policy, now: DateTime<Utc>) -> Option<St
                 renewal_failing: true,
                 ..
             } => "managed renewal failed",
+            RenewalOutlook::Managed {
+                renewal_in_progress: true,
+                ..
+            } => "managed renewal still pending this close to expiry",
             RenewalOutlook::Managed { .. } => "inside the window with no renewal in progress",
         }
         .to_string(),

@@ -59,6 +59,9 @@ pub struct Policy {
     pub cleanup_after_days: u32,
     /// A stage switched to a certificate younger than this is a big-bang cut-over risk.
     pub big_bang_hours: u32,
+    /// A managed ACM renewal under way holds escalation back only while more days than this
+    /// are left; from then on the certificate escalates like any other.
+    pub pending_renewal_escalates_at_days: u32,
 }
 
 impl Default for Policy {
@@ -89,6 +92,7 @@ impl Default for Policy {
             ],
             cleanup_after_days: 14,
             big_bang_hours: 24,
+            pending_renewal_escalates_at_days: 14,
         }
     }
 }
@@ -105,6 +109,15 @@ impl Policy {
                 format!(
                     "{} must not exceed policy.window_days ({})",
                     self.critical_days, self.window_days
+                ),
+            );
+        }
+        if self.pending_renewal_escalates_at_days > self.window_days {
+            return invalid(
+                "policy.pending_renewal_escalates_at_days",
+                format!(
+                    "{} must not exceed policy.window_days ({})",
+                    self.pending_renewal_escalates_at_days, self.window_days
                 ),
             );
         }

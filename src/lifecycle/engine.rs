@@ -100,8 +100,9 @@ pub fn decide(
 }
 
 /// Whether a certificate presented by some stage needs rotating. An expired one always does;
-/// a managed ACM one only when its renewal fails, or when it is in the window and no renewal
-/// is under way (ACM starts renewing private certificates well before the window ends).
+/// a managed ACM one when its renewal fails, when it is in the window and no renewal is under
+/// way (ACM starts renewing private certificates well before the window ends), or when a
+/// renewal is still pending `pending_renewal_escalates_at_days` before expiry.
 pub fn at_risk(policy: &Policy, not_after: Instant, renewal: RenewalOutlook, t: Instant) -> bool {
     if not_after <= t {
         return true;
@@ -112,8 +113,16 @@ pub fn at_risk(policy: &Policy, not_after: Instant, renewal: RenewalOutlook, t: 
         RenewalOutlook::Managed {
             renewal_in_progress,
             renewal_failing,
-        } => renewal_failing || (in_window && !renewal_in_progress),
+        } => {
+            renewal_failing
+                || (in_window && (!renewal_in_progress || renewal_overdue(policy, not_after, t)))
+        }
     }
+}
+
+/// A managed renewal still pending this close to expiry no longer holds escalation back.
+pub fn renewal_overdue(policy: &Policy, not_after: Instant, t: Instant) -> bool {
+    not_after - t <= Duration::days(i64::from(policy.pending_renewal_escalates_at_days))
 }
 
 /// The stages `keys`, as the observation's users name them (kind, API id and name, owner).

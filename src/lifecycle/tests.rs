@@ -628,9 +628,10 @@ fn a_managed_renewal_under_way_pauses_escalation_until_it_fails() {
         managed(false, true),
     ));
     assert_eq!(kinds(&i), ["team-a|e1|open"]);
-    // Ten days left, renewal running again: no step, no page.
+    // Twenty days left (more than `pending_renewal_escalates_at_days`), renewal running
+    // again: no step, no page.
     let i = r.feed(&with_renewal(
-        present("c1", 90.0, 100.0, u()),
+        present("c1", 80.0, 100.0, u()),
         managed(true, false),
     ));
     assert!(i.is_empty(), "{:?}", kinds(&i));
@@ -730,4 +731,62 @@ fn a_renewed_certificate_is_a_new_certificate_to_its_partners() {
         ["partner|acme:window"]
     );
     assert!(partner_emails(&r.feed(&present("c1", 421.0, 465.0, u))).is_empty());
+}
+
+#[test]
+fn a_managed_renewal_still_pending_at_the_configured_point_escalates() {
+    let pending = RenewalOutlook::Managed {
+        renewal_in_progress: true,
+        renewal_failing: false,
+    };
+    let u = || vec![user("s1", A, Some("acme"))];
+    let mut r = Run::default();
+    // In the window, renewing: held back.
+    assert!(
+        r.feed(&with_renewal(present("c1", 50.0, 100.0, u()), pending))
+            .is_empty()
+    );
+    assert!(
+        r.feed(&with_renewal(present("c1", 80.0, 100.0, u()), pending))
+            .is_empty()
+    );
+    // Still pending inside the last 14 days (the default point): the ticket opens at the
+    // 14-day step, pages, and the partner is told.
+    let i = r.feed(&with_renewal(present("c1", 87.0, 100.0, u()), pending));
+    assert_eq!(
+        kinds(&i),
+        [
+            "team-a|e1|open",
+            "partner|acme:window",
+            "team-a|e1|escalate:14",
+            "partner|acme:step14"
+        ]
+    );
+    // Then the 7-day step, renewal still pending.
+    let i = r.feed(&with_renewal(present("c1", 93.5, 100.0, u()), pending));
+    assert_eq!(kinds(&i), ["team-a|e1|escalate:7", "partner|acme:step7"]);
+    // The renewal lands: resolved as renewed.
+    let i = r.feed(&with_renewal(
+        present("c1", 94.0, 465.0, u()),
+        RenewalOutlook::Managed {
+            renewal_in_progress: false,
+            renewal_failing: false,
+        },
+    ));
+    assert_eq!(kinds(&i), ["team-a|e1|resolve"]);
+}
+
+#[test]
+fn the_point_where_a_pending_renewal_escalates_is_configurable() {
+    let policy = Policy {
+        pending_renewal_escalates_at_days: 30,
+        ..Policy::default()
+    };
+    let pending = RenewalOutlook::Managed {
+        renewal_in_progress: true,
+        renewal_failing: false,
+    };
+    assert!(!at_risk(&policy, at(100.0), pending, at(69.0)));
+    assert!(at_risk(&policy, at(100.0), pending, at(70.0)));
+    assert!(!at_risk(&Policy::default(), at(100.0), pending, at(70.0)));
 }
