@@ -303,3 +303,68 @@ fn give_up_text(give_up: GiveUp) -> String {
         GiveUp::Attempts { failures } => format!("failed {failures} times"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_apigateway::operation::get_rest_apis::GetRestApisError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A throttling answer as the SDK hands it over, with `retry_after` as the header.
+    fn throttled(retry_after: &str) -> SdkError<GetRestApisError, HttpResponse> {
+        let mut raw = HttpResponse::new(429.try_into().unwrap(), SdkBody::empty());
+        // A value HTTP cannot carry never reaches us; the rest is the service's to choose.
+        let _ = raw
+            .headers_mut()
+            .try_insert("retry-after", retry_after.to_string());
+        let err = GetRestApisError::generic(
+            ErrorMetadata::builder()
+                .code("TooManyRequestsException")
+                .build(),
+        );
+        SdkError::service_error(err, raw)
+    }
+
+    #[test]
+    fn hostile_retry_after_values_are_no_hint() {
+        for value in [
+            "1e20",
+            "1e308",
+            "-1",
+            "NaN",
+            "inf",
+            "",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+        ] {
+            assert_eq!(
+                AwsRetryLogic.classify(&throttled(value)),
+                Retry::Throttled { retry_after: None },
+                "{value}"
+            );
+        }
+        assert_eq!(
+            AwsRetryLogic.classify(&throttled("3")),
+            Retry::Throttled {
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+    }
+
+    proptest! {
+        /// Whatever a service puts in `Retry-After`, classifying the answer never panics, and
+        /// any hint taken from it is a real, finite duration.
+        #[test]
+        fn no_retry_after_header_panics(value in prop_oneof![
+            any::<String>(),
+            "[-+]?[0-9]{0,30}(\\\\.[0-9]{0,10})?([eE][-+]?[0-9]{1,4})?",
+            any::<f64>().prop_map(|f| f.to_string()),
+        ]) {
+            if let Retry::Throttled { retry_after: Some(hint) } = AwsRetryLogic.classify(&throttled(&value)) {
+                prop_assert!(hint < Duration::MAX);
+            }
+        }
+    }
+}

@@ -176,12 +176,13 @@ impl FakeControlPlane {
     }
 
     pub fn fault(&self, operation: &str, kind: &str, count: u32, retry_after_seconds: u32) {
-        self.admin(
-            "POST",
-            "faults",
-            Some(json!({"operation": operation, "kind": kind, "count": count,
-                        "retry_after_seconds": retry_after_seconds})),
-        );
+        self.fault_spec(json!({"operation": operation, "kind": kind, "count": count,
+                               "retry_after_seconds": retry_after_seconds}));
+    }
+
+    /// A fault given as the fake's admin API takes it (any `Retry-After` text, any status).
+    pub fn fault_spec(&self, spec: Value) {
+        self.admin("POST", "faults", Some(spec));
     }
 
     pub fn hook(&self, spec: Value) {

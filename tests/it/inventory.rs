@@ -95,6 +95,23 @@ fn retry_after_is_honoured() {
 }
 
 #[test]
+fn a_retry_after_no_duration_can_hold_is_no_hint_and_no_panic() {
+    let fake = FakeControlPlane::start();
+    fake.seed(json!({"certificates": [{"id": "aaaaaaaaaa", "not_after": days_from_now(90)}]}));
+    for retry_after in ["1e20", "-5", "NaN", "inf", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+        fake.fault_spec(
+            json!({"operation": "GetClientCertificates", "kind": "throttle",
+                               "count": 1, "retry_after_seconds": retry_after}),
+        );
+    }
+    let config = config_file(FAST);
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(doc["complete"], true);
+    assert_eq!(fake.calls_of("GetClientCertificates"), 6, "5 throttled + 1");
+}
+
+#[test]
 fn a_region_that_keeps_failing_makes_the_scan_partial_not_empty() {
     let fake = FakeControlPlane::start();
     for region in ["us-east-1", "eu-west-1"] {
