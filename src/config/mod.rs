@@ -113,6 +113,8 @@ pub struct AwsSettings {
     pub accounts: AccountsSettings,
     pub role_session_name: String,
     pub call_timeout_secs: u64,
+    /// Longest time one account and region may take to read, seconds.
+    pub target_deadline_secs: u64,
     pub parallel_targets: usize,
     pub rate_limit: RateLimitSettings,
     pub retry: RetrySettings,
@@ -317,6 +319,9 @@ impl AwsSettings {
         }
         if self.call_timeout_secs == 0 {
             return invalid("aws.call_timeout_secs", "must be at least 1 second");
+        }
+        if self.target_deadline_secs == 0 {
+            return invalid("aws.target_deadline_secs", "must be at least 1 second");
         }
         let rl = &self.rate_limit;
         if !(rl.requests_per_second.is_finite() && rl.requests_per_second > 0.0) {

@@ -38,7 +38,16 @@ pub enum FailureKind {
     /// The account could not be reached at all: its role could not be assumed, or the
     /// organization's accounts could not be listed.
     Unreachable,
+    /// The service's answers contradict each other or never end: a page token that repeats,
+    /// a listing past [`MAX_PAGES`], an API listed and then not found.
+    Inconsistent,
+    /// The account and region were not read within `aws.target_deadline_secs`.
+    TimedOut,
 }
+
+/// Pages one listing may take: at 500 items a page, half a million resources, far beyond any
+/// quota API Gateway grants in one account and region. A listing that goes on is broken.
+pub const MAX_PAGES: usize = 1_000;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
@@ -272,7 +281,9 @@ impl CallGate {
     }
 
     /// Calls a paged operation until a page carries no next token: `fetch` gets the token
-    /// (`None` first), `on_page` takes each page's items and returns its next token.
+    /// (`None` first), `on_page` takes each page's items and returns its next token. A token
+    /// that comes back a second time, or a listing past [`MAX_PAGES`], fails the listing as
+    /// inconsistent rather than paging forever.
     pub async fn paged<O, E, F, Fut>(
         &self,
         operation: &'static str,
@@ -284,14 +295,33 @@ impl CallGate {
         Fut: Future<Output = Result<O, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
+        let inconsistent = |message: String, pages: usize| CallError::Failed {
+            operation,
+            kind: FailureKind::Inconsistent,
+            attempts: pages as u32,
+            message,
+        };
         let mut token: Option<String> = None;
-        loop {
-            let page = self.call(operation, || fetch(token.clone())).await?;
-            match on_page(&page).filter(|t| !t.is_empty()) {
-                Some(next) => token = Some(next),
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for page in 1..=MAX_PAGES {
+            let answer = self.call(operation, || fetch(token.clone())).await?;
+            match on_page(&answer).filter(|t| !t.is_empty()) {
                 None => return Ok(()),
+                Some(next) if !seen.insert(next.clone()) => {
+                    return Err(inconsistent(
+                        format!(
+                            "page {page} handed back a page token already followed: the listing would never end"
+                        ),
+                        page,
+                    ));
+                }
+                Some(next) => token = Some(next),
             }
         }
+        Err(inconsistent(
+            format!("the listing still had a next page after {MAX_PAGES} pages"),
+            MAX_PAGES,
+        ))
     }
 }
 

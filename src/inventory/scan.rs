@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
@@ -245,7 +246,26 @@ async fn scan_target(
     let gate = CallGate::new(&settings.aws.rate_limit, &settings.aws.retry);
     let plane = ControlPlane::new(&session.id, &region, &sdk, gate);
     let rules = OwnershipRules::new(&settings.ownership);
-    let outcome = scan_region(&plane, &rules, progress.as_ref()).await;
+    // A target that keeps answering slowly (or throttling for ever) must not hold the scan
+    // hostage: past its deadline it fails, and the scan is partial.
+    let deadline = Duration::from_secs(settings.aws.target_deadline_secs);
+    let outcome = match tokio::time::timeout(
+        deadline,
+        scan_region(&plane, &rules, progress.as_ref()),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => Err(CallError::Failed {
+            operation: "scan",
+            kind: FailureKind::TimedOut,
+            attempts: 0,
+            message: format!(
+                "not read within aws.target_deadline_secs ({}s)",
+                deadline.as_secs()
+            ),
+        }),
+    };
     let report = |status, counts| TargetReport {
         account: session.id.clone(),
         account_name: session.name.clone(),

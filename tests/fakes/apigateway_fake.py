@@ -19,6 +19,7 @@ import datetime as dt
 import email.utils
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import random
@@ -774,6 +775,20 @@ def v2_max_results(fake, query, default):
     return n
 
 
+# Faults that answer a listing successfully but with a broken paging token, as a buggy or
+# hostile service could: "repeat_token" always hands out the same token, "endless_token" a new
+# one each time, so a client that trusts tokens pages forever.
+PAGE_FAULTS = ("repeat_token", "endless_token")
+_endless = itertools.count(1)
+
+
+def page_fault(kind, out):
+    doc = json.loads(out)
+    key = "nextToken" if "items" in doc else "position"
+    doc[key] = "c3RpbGwtdGhlLXNhbWU" if kind == "repeat_token" else f"bm90LXRoZS1lbmQ{next(_endless)}"
+    return json.dumps(doc)
+
+
 def listing_json(items_key, items_json, token_key, token):
     s = '{"' + items_key + '":[' + ",".join(items_json) + "]"
     if token:
@@ -1442,10 +1457,16 @@ class Handler(BaseHTTPRequestHandler):
                                f"certsentinel fake: no such operation: {method} {raw_path}")
             fake.run_hooks_locked(op, account, region)
             fault = fake.take_fault_locked(op, account, region)
-            if fault is not None:
+            if fault is not None and fault["kind"] not in PAGE_FAULTS:
                 raise fake.fault_error(fault)
             p = fake.part(account, region)
+            if fault is not None:
+                # The broken token we handed out is not ours to decode: serve the first page
+                # again, with another broken token.
+                query = {k: v for k, v in query.items() if k not in ("position", "nextToken")}
             status, out = r[1](fake, p, query, body, r[2])
+            if fault is not None:
+                out = page_fault(fault["kind"], out)
         self.send(status, out)
 
     # -- admin ----------------------------------------------------------------------------------
@@ -1542,7 +1563,7 @@ class Handler(BaseHTTPRequestHandler):
         raise AdminError(f"unknown operation {op!r}; one of {ALL_OPERATIONS} or *, v1:*, v2:*")
 
     def parse_fault(self, b):
-        kinds = ("throttle", "error", "unavailable", "access_denied", "unauthorized")
+        kinds = ("throttle", "error", "unavailable", "access_denied", "unauthorized") + PAGE_FAULTS
         if b.get("kind") not in kinds:
             raise AdminError(f"kind must be one of {kinds}")
         count = int(b.get("count", 1))

@@ -180,6 +180,13 @@ impl FakeControlPlane {
                                "retry_after_seconds": retry_after_seconds}));
     }
 
+    /// `DELETE /_fake/<what>`: clears pending faults or hooks.
+    pub fn admin_delete(&self, what: &str) {
+        ureq::delete(&format!("{}/_fake/{what}", self.url))
+            .call()
+            .unwrap_or_else(|e| panic!("fake admin DELETE {what}: {e}"));
+    }
+
     /// A fault given as the fake's admin API takes it (any `Retry-After` text, any status).
     pub fn fault_spec(&self, spec: Value) {
         self.admin("POST", "faults", Some(spec));

@@ -111,6 +111,77 @@ fn a_retry_after_no_duration_can_hold_is_no_hint_and_no_panic() {
     assert_eq!(fake.calls_of("GetClientCertificates"), 6, "5 throttled + 1");
 }
 
+/// Runs a scan in JSON, killed if it has not ended within `secs` (a scan that pages for ever
+/// must fail this test, not hang it).
+fn scan_json_within(secs: u64, config: &ConfigFile, fake: &FakeControlPlane) -> (i32, Value) {
+    let mut child = certsentinel(Some(fake), None)
+        .arg("--config")
+        .arg(&config.path)
+        .args(["scan", "--once", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the scan did not end within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), doc)
+}
+
+#[test]
+fn a_page_token_that_never_ends_fails_the_region_instead_of_paging_for_ever() {
+    let fake = FakeControlPlane::start();
+    fake.seed(json!({"certificates": [{"id": "aaaaaaaaaa", "not_after": days_from_now(90)}]}));
+    let config = config_file(FAST);
+    for (operation, kind) in [
+        ("GetClientCertificates", "repeat_token"),
+        ("GetRestApis", "endless_token"),
+        ("v2:GetApis", "repeat_token"),
+    ] {
+        fake.fault_spec(json!({"operation": operation, "kind": kind, "count": 1_000_000}));
+        fake.reset_calls();
+        let (code, doc) = scan_json_within(60, &config, &fake);
+        assert_eq!(code, 3, "{operation} {kind}: the scan is partial");
+        let target = &doc["targets"][0];
+        assert_eq!(target["reason_kind"], "inconsistent", "{target}");
+        assert!(
+            fake.calls_of(operation) <= 1_000,
+            "{operation}: stopped at the page bound, not after {} calls",
+            fake.calls_of(operation)
+        );
+        assert!(doc["certificates"].as_array().unwrap().is_empty());
+        fake.admin_delete("faults");
+    }
+}
+
+#[test]
+fn a_target_past_its_deadline_fails_and_the_scan_is_partial() {
+    let fake = FakeControlPlane::start();
+    fake.seed(json!({"certificates": [{"id": "aaaaaaaaaa", "not_after": days_from_now(90)}]}));
+    // Throttled for ever, each time asking for 30 s: only the deadline ends it.
+    fake.fault_spec(
+        json!({"operation": "GetClientCertificates", "kind": "throttle",
+                           "count": 1_000_000, "retry_after_seconds": 30}),
+    );
+    let config = config_file(&FAST.replace("[aws]\n", "[aws]\ntarget_deadline_secs = 2\n"));
+    let started = std::time::Instant::now();
+    let (code, doc) = scan_json_within(20, &config, &fake);
+    assert_eq!(code, 3);
+    assert_eq!(
+        doc["targets"][0]["reason_kind"], "timed_out",
+        "{}",
+        doc["targets"][0]
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
+
 #[test]
 fn a_region_that_keeps_failing_makes_the_scan_partial_not_empty() {
     let fake = FakeControlPlane::start();
