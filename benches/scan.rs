@@ -482,7 +482,7 @@ impl Probe {
             tail: last_call_time(fake)
                 .and_then(|t| ended.duration_since(t).ok())
                 .unwrap_or_default(),
-            fake_calls: fake.total_calls(),
+            fake_calls: fake.control_plane_calls(),
             describe,
         }
     }

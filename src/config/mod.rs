@@ -51,6 +51,21 @@ fn is_account_id(id: &str) -> bool {
     id.len() == 12 && id.chars().all(|c| c.is_ascii_digit())
 }
 
+/// AWS's shape of a region name: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`.
+fn is_region_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    let Some((number, words)) = parts.split_last() else {
+        return false;
+    };
+    (3..=5).contains(&parts.len())
+        && parts[0].len() == 2
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase()))
+        && (1..=2).contains(&number.len())
+        && number.chars().all(|c| c.is_ascii_digit())
+}
+
 /// A value that must never reach a log or an output: it prints as `[redacted]`.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -287,15 +302,16 @@ impl AwsSettings {
             );
         }
         for (i, region) in self.regions.iter().enumerate() {
-            let ok = region == ENABLED_REGIONS
-                || !region.is_empty()
-                    && region
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !ok {
+            if region != ENABLED_REGIONS && !is_region_name(region) {
                 return invalid(
                     &format!("aws.regions[{i}]"),
                     format!("'{region}' is not a region name (expected e.g. us-east-1)"),
+                );
+            }
+            if self.regions[..i].contains(region) {
+                return invalid(
+                    &format!("aws.regions[{i}]"),
+                    format!("'{region}' is listed twice"),
                 );
             }
         }
@@ -370,9 +386,24 @@ impl AccountsSettings {
                     format!("'{id}' is not a 12-digit AWS account id"),
                 );
             }
+            if self.exclude[..i].contains(id) {
+                return invalid(
+                    &format!("aws.accounts.exclude[{i}]"),
+                    format!("account {id} is listed twice"),
+                );
+            }
         }
         for (i, account) in self.list.iter().enumerate() {
             account.validate(i)?;
+            if self.list[..i].iter().any(|a| a.id == account.id) {
+                return invalid(
+                    &format!("aws.accounts.list[{i}].id"),
+                    format!(
+                        "account {} is listed twice: one entry per account (its role, external id and name)",
+                        account.id
+                    ),
+                );
+            }
         }
         Ok(())
     }
@@ -605,6 +636,59 @@ mod tests {
         std::fs::write(&file, "[aws]\nregions = []\n").unwrap();
         let err = Settings::load_with_env(Some(&file), env(&[])).unwrap_err();
         assert!(err.to_string().contains("aws.regions"), "{err}");
+    }
+
+    #[test]
+    fn region_names_are_checked_and_duplicates_refused() {
+        let key_of = |toml: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("c.toml");
+            std::fs::write(&file, toml).unwrap();
+            match Settings::load_with_env(Some(&file), env(&[])) {
+                Err(ConfigError::Invalid { key, .. }) => key,
+                other => panic!("{toml}: {other:?}"),
+            }
+        };
+        for good in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "cn-north-1",
+            "ap-southeast-5",
+        ] {
+            assert!(is_region_name(good), "{good}");
+        }
+        for bad in [
+            "useast1",
+            "us-east",
+            "US-EAST-1",
+            "us-east-1a",
+            "u-east-1",
+            "us--1",
+            "-1",
+        ] {
+            assert!(!is_region_name(bad), "{bad}");
+        }
+        assert_eq!(
+            key_of("[aws]\nregions = [\"us-east-1\", \"us-eats\"]\n"),
+            "aws.regions[1]"
+        );
+        assert_eq!(
+            key_of("[aws]\nregions = [\"us-east-1\", \"eu-west-1\", \"us-east-1\"]\n"),
+            "aws.regions[2]"
+        );
+        assert_eq!(
+            key_of(
+                "[aws.accounts]\nlist = [{ id = \"111122223333\" }, { id = \"111122223333\", name = \"again\" }]\n"
+            ),
+            "aws.accounts.list[1].id"
+        );
+        assert_eq!(
+            key_of(
+                "[aws.accounts]\ndiscover = \"organization\"\nexclude = [\"111122223333\", \"111122223333\"]\n"
+            ),
+            "aws.accounts.exclude[1]"
+        );
     }
 
     #[test]

@@ -68,7 +68,23 @@ pub async fn open_account(
         reason,
     };
     let sdk = match &account.role_arn {
-        None => base.clone(),
+        None => {
+            // Without a role, the ambient credentials are trusted to be this account: check
+            // it, since reconciling the wrong account would observe everything of the right
+            // one as deleted.
+            let reached = caller_account(base).await.map_err(|e| {
+                fail(format!(
+                    "could not check which account the ambient credentials reach (sts:GetCallerIdentity): {e}"
+                ))
+            })?;
+            if reached != account.id {
+                return Err(fail(format!(
+                    "the ambient credentials reach account {reached}, not {}: give this entry a role_arn, or run with credentials of account {}",
+                    account.id, account.id
+                )));
+            }
+            base.clone()
+        }
         Some(role_arn) => {
             let mut builder = aws_config::sts::AssumeRoleProvider::builder(role_arn.clone())
                 .session_name(session_name)
@@ -95,12 +111,25 @@ pub async fn open_account(
     })
 }
 
+/// The account `sdk`'s credentials belong to (sts:GetCallerIdentity).
+async fn caller_account(sdk: &SdkConfig) -> Result<String, String> {
+    let identity = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    identity
+        .account()
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| "the answer names no account".to_string())
+}
+
 /// Opens the account of the ambient credentials, named by sts:GetCallerIdentity.
 pub async fn open_ambient(base: &SdkConfig) -> Result<AccountSession, AccountFailure> {
-    let sts = aws_sdk_sts::Client::new(base);
-    match sts.get_caller_identity().send().await {
-        Ok(identity) => Ok(AccountSession {
-            id: identity.account().unwrap_or("unknown").to_string(),
+    match caller_account(base).await {
+        Ok(id) => Ok(AccountSession {
+            id,
             name: None,
             sdk: base.clone(),
         }),
@@ -108,8 +137,7 @@ pub async fn open_ambient(base: &SdkConfig) -> Result<AccountSession, AccountFai
             id: "ambient".into(),
             name: None,
             reason: format!(
-                "could not identify the ambient credentials' account (sts:GetCallerIdentity): {}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
+                "could not identify the ambient credentials' account (sts:GetCallerIdentity): {e}"
             ),
         }),
     }

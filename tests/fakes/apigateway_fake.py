@@ -1376,7 +1376,8 @@ class Handler(BaseHTTPRequestHandler):
         if status != 204:
             if body is None:
                 body = b""
-            lines.append("Content-Type: application/json")
+            if not (extra_headers and "Content-Type" in extra_headers):
+                lines.append("Content-Type: application/json")
             lines.append(f"Content-Length: {len(body)}")
         else:
             body = b""
@@ -1385,6 +1386,27 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         if VERBOSE:
             log(f"{self.command} {self.path} -> {status}")
+
+    def send_caller_identity(self, key, account, body_bytes):
+        """STS GetCallerIdentity, for the account this fake gives `key` (the same account its
+        API Gateway answers for): in the query protocol's XML, or in JSON when the client
+        speaks the JSON protocol (X-Amz-Target)."""
+        arn = f"arn:aws:iam::{account}:user/certsentinel-fake"
+        user_id = "AIDA" + hashlib.sha1(key.encode()).hexdigest()[:17].upper()
+        target = self.headers.get("X-Amz-Target") or ""
+        if target.endswith("GetCallerIdentity"):
+            body = json.dumps({"Account": account, "Arn": arn, "UserId": user_id})
+            self.send(200, body, {"Content-Type": "application/x-amz-json-1.0"})
+            return
+        if b"Action=GetCallerIdentity" not in (body_bytes or b""):
+            self.send_error_json(ApiError(400, "InvalidAction", "only GetCallerIdentity is served"), False)
+            return
+        xml = ('<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+               f"<GetCallerIdentityResult><Arn>{arn}</Arn><UserId>{user_id}</UserId>"
+               f"<Account>{account}</Account></GetCallerIdentityResult>"
+               f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+               "</GetCallerIdentityResponse>")
+        self.send(200, xml, {"Content-Type": "text/xml"})
 
     def send_error_json(self, e: ApiError, v2: bool):
         headers = {"x-amzn-ErrorType": e.error_type + ("" if v2 else V1_ERROR_SUFFIX)}
@@ -1443,6 +1465,11 @@ class Handler(BaseHTTPRequestHandler):
                            "Missing Authentication Token")
         key, region = am.group(1), am.group(3)
         account = fake.resolve_account(key)
+        if method == "POST" and raw_path in ("", "/") and am.group(4) == "sts":
+            with fake.lock:
+                fake.record_call_locked("sts:GetCallerIdentity", key, account, region, raw_path)
+            self.send_caller_identity(key, account, body_bytes)
+            return
         query = urllib.parse.parse_qs(raw_query, keep_blank_values=True) if raw_query else {}
         body = None
         if body_bytes and r is not None:

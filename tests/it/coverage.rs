@@ -64,7 +64,7 @@ fn http_apis_cost_one_listing_and_nothing_more() {
     assert_eq!(fake.calls_of("v2:GetApis"), 1);
     assert_eq!(fake.calls_of("v2:GetStages"), 0);
     assert_eq!(
-        fake.total_calls(),
+        fake.control_plane_calls(),
         3,
         "certificates + REST APIs + v2 APIs: one page each"
     );

@@ -49,7 +49,7 @@ fn pagination_reads_everything_with_the_floor_number_of_calls() {
         "one v2 listing page, no WebSocket APIs"
     );
     let floor = ceil_div(1234, 500) + ceil_div(700, 500) + 700 + 1;
-    assert_eq!(calls["total"], floor, "calls: {by_op}");
+    assert_eq!(fake.control_plane_calls(), floor, "calls: {by_op}");
     // The scanner's own count agrees with the server's.
     let reported: u64 = doc["targets"][0]["calls"]
         .as_object()
@@ -180,6 +180,47 @@ fn a_target_past_its_deadline_fails_and_the_scan_is_partial() {
         doc["targets"][0]
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
+
+#[test]
+fn an_account_without_a_role_is_checked_against_the_ambient_credentials() {
+    let fake = FakeControlPlane::start();
+    // The ambient credentials reach 123456789012 (the fake's default account); its
+    // certificate was recorded earlier under the right account.
+    fake.seed(
+        json!({"certificates": [{"id": "aaaaaaaaaa", "not_after": days_from_now(20)}],
+                     "rest_apis": [{"id": "api0000001", "name": "orders",
+                       "stages": [{"name": "prod", "client_certificate_id": "aaaaaaaaaa"}]}]}),
+    );
+    let config = config_file(FAST);
+    let (code, _, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        fake.calls_of("sts:GetCallerIdentity"),
+        1,
+        "the account was checked"
+    );
+
+    // An entry without role_arn for another account: the ambient credentials are not that
+    // account, so nothing is read or reconciled as if they were.
+    let wrong = config_file(&FAST.replace("123456789012", "999999999999"));
+    let (code, doc, _) = scan_json(certsentinel(Some(&fake), None), &wrong);
+    assert_eq!(code, 3);
+    let target = &doc["targets"][0];
+    assert_eq!(target["reason_kind"], "unreachable", "{target}");
+    assert!(
+        target["error"]
+            .as_str()
+            .unwrap()
+            .contains("reach account 123456789012, not 999999999999"),
+        "{target}"
+    );
+    assert!(doc["certificates"].as_array().unwrap().is_empty());
+    assert_eq!(
+        fake.calls_of("GetClientCertificates"),
+        1,
+        "only the first scan listed"
+    );
 }
 
 #[test]
