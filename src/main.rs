@@ -1,7 +1,8 @@
 //! The `certsentinel` command line: the binary's edge, where library errors become exit codes.
 //!
 //! Exit codes: 0 success; 1 an unexpected error; 2 the configuration is invalid; 3 the scan
-//! was partial (some account or region could not be read in full; the output says which).
+//! was partial (some account or region could not be read in full; the output says which);
+//! 64 the command line is wrong (sysexits' EX_USAGE).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,15 +13,16 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use certsentinel::config::{ConfigError, LogFormat, Settings};
-use certsentinel::daemon::{Daemon, ScanStore, open_store, scan_once};
+use certsentinel::daemon::{Daemon, ScanStore, scan_once};
 use certsentinel::inventory::{aws, scan};
 use certsentinel::lifecycle::{Band, CertificateRecord};
-use certsentinel::store::Store;
+use certsentinel::store::{SledStore, Store};
 use certsentinel::{output, telemetry};
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
 const EXIT_PARTIAL: u8 = 3;
+const EXIT_USAGE: u8 = 64;
 
 #[derive(Parser)]
 #[command(
@@ -105,7 +107,21 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    // clap exits with 2 on a usage error, which is this program's code for an invalid
+    // configuration: misuse gets its own code.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_USAGE),
+            };
+        }
+    };
+    match run(cli) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::PartialScan) => {
             eprintln!(
@@ -113,11 +129,31 @@ fn main() -> ExitCode {
             );
             ExitCode::from(EXIT_PARTIAL)
         }
+        // A reader that went away (`| head`) is no failure: stop quietly.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("certsentinel: {e:#}");
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes command output to stdout; unlike `print!`, a closed pipe is an error to return, not
+/// a panic.
+fn out(text: impl AsRef<str>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_ref().as_bytes())?;
+    stdout.flush()?;
+    Ok(())
 }
 
 /// The one place where an error becomes an exit code.
@@ -140,7 +176,13 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
 
     match cli.command {
         Command::CheckConfig => {
-            print!("{}", settings.to_redacted_toml());
+            certsentinel::store::check_path(&settings.store.path).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "store.path".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+            out(settings.to_redacted_toml())?;
             Ok(Outcome::Done)
         }
         Command::Scan {
@@ -204,16 +246,16 @@ async fn scan_command(
         intents: &done.reconciled.intents,
     });
     match format {
-        OutputFormat::Json => println!(
-            "{}",
+        OutputFormat::Json => out(format!(
+            "{}\n",
             serde_json::to_string_pretty(&doc).context("could not render JSON")?
-        ),
+        ))?,
         OutputFormat::Table => {
-            print!("{}", output::table(&doc));
-            print!(
-                "{}",
-                output::intents_text(&done.reconciled.intents, done.reconciled.committed)
-            );
+            out(output::table(&doc))?;
+            out(output::intents_text(
+                &done.reconciled.intents,
+                done.reconciled.committed,
+            ))?;
         }
     }
     Ok(if done.scan.complete() {
@@ -252,13 +294,9 @@ impl scan::Progress for Bar {
 }
 
 fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<Outcome> {
-    if !settings.store.path.exists() {
-        anyhow::bail!(
-            "no state database at {} (store.path): run `certsentinel scan --once` first",
-            settings.store.path.display()
-        );
-    }
-    let store = open_store(settings)?;
+    // Reading never creates, migrates or writes the database.
+    let store =
+        SledStore::open_read_only(&settings.store.path, settings.store.cache_mb * 1024 * 1024)?;
     let now = chrono::Utc::now();
     match command {
         StateCommand::List {
@@ -275,8 +313,8 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
                 .filter(|row| owner.as_ref().is_none_or(|o| row.owners.contains(o)))
                 .collect();
             match format {
-                OutputFormat::Table => print!("{}", output::state_table(&rows)),
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                OutputFormat::Table => out(output::state_table(&rows))?,
+                OutputFormat::Json => out(format!("{}\n", serde_json::to_string_pretty(&rows)?))?,
             }
         }
         StateCommand::Show { certificate } => match store.find(&certificate)?.as_slice() {
@@ -284,7 +322,7 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
             [record] => {
                 let pending = store.pending_for(&record.key)?;
                 let doc = serde_json::json!({"record": record, "pending_intents": pending});
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                out(format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
             }
             many => anyhow::bail!(
                 "{certificate} names {} certificates; give account/region/id: {}",

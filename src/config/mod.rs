@@ -234,6 +234,7 @@ impl Settings {
                     path.display()
                 )));
             }
+            check_toml_syntax(path)?;
             builder = builder.add_source(File::from(path).format(FileFormat::Toml));
         }
         // Values stay strings (the config crate converts them where a key wants a number or a
@@ -546,13 +547,69 @@ fn explain_deserialize_error(e: config::ConfigError) -> ConfigError {
         };
     }
     if let Some(idx) = text.find("for key `") {
-        let key = text[idx + 9..].split('`').next().unwrap_or_default();
-        return ConfigError::Invalid {
-            key: key.to_string(),
-            reason: text.clone(),
+        // The config crate writes an element of a list of tables as `a[0]b`.
+        let key = text[idx + 9..]
+            .split('`')
+            .next()
+            .unwrap_or_default()
+            .replace("]", "].")
+            .replace("].[", "][")
+            .trim_end_matches('.')
+            .to_string();
+        let what = text[..idx].trim_end();
+        let reason = match what
+            .strip_prefix("enum ")
+            .and_then(|rest| rest.split_once(" does not have variant constructor "))
+        {
+            Some((enum_name, given)) => match valid_values(enum_name) {
+                Some(values) => format!("'{given}' is not one of {values}"),
+                None => what.to_string(),
+            },
+            None => what.to_string(),
         };
+        return ConfigError::Invalid { key, reason };
     }
     ConfigError::Load(text)
+}
+
+/// The values a configuration enum accepts, as serde spells them (`low`, `medium`, ...), for
+/// the enums of the settings; `None` for any other name.
+fn valid_values(enum_name: &str) -> Option<String> {
+    fn of<T: serde::de::DeserializeOwned>() -> Option<String> {
+        // serde's own message for an unknown variant lists every accepted one.
+        let err = serde_json::from_str::<T>("\"\"").err()?.to_string();
+        let list = err.split("expected one of ").nth(1)?;
+        Some(list.split(" at line").next()?.to_string())
+    }
+    match enum_name {
+        "Priority" => of::<policy::Priority>(),
+        "PageSeverity" => of::<policy::PageSeverity>(),
+        "LogFormat" => of::<LogFormat>(),
+        "Discovery" => of::<Discovery>(),
+        _ => None,
+    }
+}
+
+/// Parses a configuration file as TOML first, so that a syntax error is reported by line and
+/// column without echoing the line: it may hold a secret.
+fn check_toml_syntax(path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Load(format!("cannot read {}: {e}", path.display())))?;
+    let Err(e) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!(" at line {line}, column {column}")
+    });
+    Err(ConfigError::Load(format!(
+        "{}: TOML syntax error{}: {}",
+        path.display(),
+        at.unwrap_or_default(),
+        e.message()
+    )))
 }
 
 #[cfg(test)]
@@ -689,6 +746,43 @@ mod tests {
             ),
             "aws.accounts.exclude[1]"
         );
+    }
+
+    #[test]
+    fn a_wrong_enum_value_names_its_key_and_the_valid_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[[policy.escalation]]\ndays_left = 30\npriority = \"urgent\"\n",
+        )
+        .unwrap();
+        let Err(ConfigError::Invalid { key, reason }) =
+            Settings::load_with_env(Some(&file), env(&[]))
+        else {
+            panic!("not an invalid value");
+        };
+        assert_eq!(key, "policy.escalation[0].priority");
+        assert_eq!(
+            reason,
+            "'urgent' is not one of `low`, `medium`, `high`, `highest`"
+        );
+    }
+
+    #[test]
+    fn a_toml_syntax_error_never_echoes_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[aws.accounts]\nlist = [{ id = \"111122223333\", external_id = \"hunter2 }]\n",
+        )
+        .unwrap();
+        let err = Settings::load_with_env(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("TOML syntax error at line 2"), "{err}");
     }
 
     #[test]

@@ -24,8 +24,9 @@ pub fn open_store(settings: &Settings) -> Result<SledStore, StoreError> {
     SledStore::open(&settings.store.path, settings.store.cache_mb * 1024 * 1024)
 }
 
-/// The store a one-off scan decides against. A dry run against a database that does not
-/// exist yet decides against an empty scratch one, deleted on drop, and creates nothing.
+/// The store a one-off scan decides against. A dry run reads the database without migrating
+/// or writing it; against a database that does not exist yet it decides against an empty
+/// scratch one, deleted on drop, and creates nothing.
 pub struct ScanStore {
     pub store: Arc<SledStore>,
     _scratch: Option<tempfile::TempDir>,
@@ -33,9 +34,19 @@ pub struct ScanStore {
 
 impl ScanStore {
     pub fn open(settings: &Settings, dry_run: bool) -> Result<ScanStore, StoreError> {
-        if !dry_run || settings.store.path.exists() {
+        if !dry_run {
             return Ok(ScanStore {
                 store: Arc::new(open_store(settings)?),
+                _scratch: None,
+            });
+        }
+        if settings.store.path.exists() {
+            let store = SledStore::open_read_only(
+                &settings.store.path,
+                settings.store.cache_mb * 1024 * 1024,
+            )?;
+            return Ok(ScanStore {
+                store: Arc::new(store),
                 _scratch: None,
             });
         }

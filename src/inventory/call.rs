@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_apigateway::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
+use super::aws::error_chain;
 use crate::config::{RateLimitSettings, RetrySettings};
 use crate::retry::{Backoff, GiveUp, Retry, RetryLogic, retry_after_seconds};
 
@@ -226,7 +226,8 @@ impl CallGate {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
-            let message = || DisplayErrorContext(&err).to_string();
+            // One line, each cause once: the SDK's own rendering nests debug output.
+            let message = || error_chain(&err);
             let failed = |kind: FailureKind, message: String| CallError::Failed {
                 operation,
                 kind,

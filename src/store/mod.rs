@@ -76,7 +76,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::CertificateKey;
 use crate::lifecycle::{CertificateRecord, Decision, Intent};
 
-pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
+pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore, check_path};
 
 /// The on-disk layout this build writes (see the table in the module documentation).
 /// 1: records and outbox. 2: adds the index from idempotency key to outbox entry, so
@@ -114,6 +114,24 @@ pub enum StoreError {
         "the directory {path} holds a database that is not certsentinel's ({detail}): point store.path at an empty or certsentinel directory"
     )]
     NotOurs { path: PathBuf, detail: String },
+    #[error(
+        "no state database at {path} (store.path): run `certsentinel scan --once` or the daemon first"
+    )]
+    Missing { path: PathBuf },
+    #[error(
+        "another certsentinel holds the state database at {path} (store.path): stop it first, or read its state through it"
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "the state database at {path} has schema version {found}; this command only reads and does not migrate it to version {supported}: run `certsentinel scan --once` (or the daemon) once"
+    )]
+    NeedsMigration {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("store.path {path} cannot hold the state database: {reason}")]
+    Unusable { path: PathBuf, reason: String },
     #[error("state database error: {0}")]
     Sled(#[from] sled::Error),
     #[error("the stored {what} under {key} cannot be read ({source}); the database may be damaged")]

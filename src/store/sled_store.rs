@@ -95,19 +95,120 @@ fn decode_id(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// Whether `dir` holds sled's files (its configuration and its log).
+fn is_sled_directory(dir: &Path) -> bool {
+    dir.join("conf").is_file() && dir.join("db").is_file()
+}
+
+/// Checks, without writing anything, that `path` can hold the state database: an existing
+/// state database, an empty directory, or a path to create under a directory this process
+/// may write to.
+pub fn check_path(path: &Path) -> Result<(), StoreError> {
+    let unusable = |reason: String| StoreError::Unusable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if path.exists() {
+        if !path.is_dir() {
+            return Err(unusable("it is not a directory".into()));
+        }
+        let empty = std::fs::read_dir(path)
+            .map_err(|e| unusable(format!("it cannot be read ({e})")))?
+            .next()
+            .is_none();
+        if !empty && !is_sled_directory(path) {
+            return Err(unusable(
+                "it holds files that are not a state database: use an empty or new directory"
+                    .into(),
+            ));
+        }
+        return writable(path).map_err(unusable);
+    }
+    // sled creates the missing directories: the nearest existing one must take them.
+    let mut ancestor = path.parent();
+    while let Some(dir) = ancestor {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if dir.exists() {
+            if !dir.is_dir() {
+                return Err(unusable(format!("{} is not a directory", dir.display())));
+            }
+            return writable(dir).map_err(unusable);
+        }
+        ancestor = dir.parent();
+    }
+    Ok(())
+}
+
+/// Whether this process may create files in `dir` (access(2) with W_OK|X_OK: ownership,
+/// mode, ACLs and a read-only mount all count).
+fn writable(dir: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| "the path holds a NUL byte".to_string())?;
+    // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call.
+    let ok = unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "this process may not write to {} ({})",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ))
+    }
+}
+
 impl SledStore {
     /// Opens (creating if needed) the database in `path`, with sled's page cache bounded to
     /// `cache_bytes`, checks its schema version and migrates an older one.
     pub fn open(path: impl AsRef<Path>, cache_bytes: u64) -> Result<SledStore, StoreError> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_mode(path.as_ref(), cache_bytes, false)
+    }
+
+    /// Opens an existing state database to read it, without creating, migrating or writing
+    /// anything of certsentinel's: a directory that is not a state database is left as it was,
+    /// and an older schema is refused rather than migrated.
+    pub fn open_read_only(
+        path: impl AsRef<Path>,
+        cache_bytes: u64,
+    ) -> Result<SledStore, StoreError> {
+        let path = path.as_ref();
+        if !path.is_dir() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        if !is_sled_directory(path) {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        Self::open_mode(path, cache_bytes, true)
+    }
+
+    fn open_mode(path: &Path, cache_bytes: u64, read_only: bool) -> Result<SledStore, StoreError> {
+        let path = path.to_path_buf();
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(cache_bytes)
             .flush_every_ms(Some(500))
             .open()
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
+            .map_err(|source| match &source {
+                // sled holds an exclusive lock on its directory while open.
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::Locked { path: path.clone() }
+                }
+                _ => StoreError::Open {
+                    path: path.clone(),
+                    source,
+                },
             })?;
         let found = match db.get(VERSION_KEY)? {
             None => None,
@@ -135,6 +236,24 @@ impl SledStore {
                 detail: "it has trees but no schema_version".into(),
             });
         }
+        if read_only {
+            match found {
+                None => {
+                    return Err(StoreError::NotOurs {
+                        path,
+                        detail: "no schema_version".into(),
+                    });
+                }
+                Some(found) if found < SCHEMA_VERSION => {
+                    return Err(StoreError::NeedsMigration {
+                        path,
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         let store = SledStore {
             records: db.open_tree(RECORDS)?,
             outbox: db.open_tree(OUTBOX)?,
@@ -143,7 +262,9 @@ impl SledStore {
             path,
             db,
         };
-        store.migrate(found.unwrap_or(SCHEMA_VERSION))?;
+        if !read_only {
+            store.migrate(found.unwrap_or(SCHEMA_VERSION))?;
+        }
         Ok(store)
     }
 

@@ -103,9 +103,19 @@ fn temp() -> tempfile::TempDir {
 fn open_again(path: &std::path::Path) -> Result<SledStore, StoreError> {
     for _ in 0..100 {
         match SledStore::open(path, DEFAULT_CACHE_BYTES) {
-            Err(StoreError::Open { source, .. }) if source.to_string().contains("lock") => {
-                std::thread::sleep(StdDuration::from_millis(20));
-            }
+            Err(StoreError::Locked { .. }) => std::thread::sleep(StdDuration::from_millis(20)),
+            other => return other,
+        }
+    }
+    panic!("{} stays locked", path.display());
+}
+
+/// [`SledStore::open_read_only`], waiting out the lock a store dropped a moment ago may still
+/// hold (sled's flusher thread lets go of it shortly after).
+fn open_read_only_again(path: &std::path::Path) -> Result<SledStore, StoreError> {
+    for _ in 0..100 {
+        match SledStore::open_read_only(path, DEFAULT_CACHE_BYTES) {
+            Err(StoreError::Locked { .. }) => std::thread::sleep(StdDuration::from_millis(20)),
             other => return other,
         }
     }
@@ -554,4 +564,79 @@ fn sigkill_during_a_large_reconcile_leaves_each_certificate_whole() {
             generations.len()
         );
     }
+}
+
+#[test]
+fn reading_never_creates_migrates_or_writes() {
+    // A directory that is not a state database stays exactly as it was.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    assert!(matches!(
+        SledStore::open_read_only(dir.path(), DEFAULT_CACHE_BYTES),
+        Err(StoreError::Missing { .. })
+    ));
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["notes.txt"]);
+    let missing = dir.path().join("nothing-here");
+    assert!(matches!(
+        SledStore::open_read_only(&missing, DEFAULT_CACHE_BYTES),
+        Err(StoreError::Missing { .. })
+    ));
+    assert!(!missing.exists());
+
+    // An older schema is refused, not migrated.
+    let old = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(old.path()).unwrap();
+        db.insert("schema_version", &2u32.to_be_bytes()).unwrap();
+        db.open_tree("records").unwrap();
+        db.open_tree("outbox").unwrap();
+        db.open_tree("intent_keys").unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(
+        open_read_only_again(old.path()),
+        Err(StoreError::NeedsMigration { found: 2, .. })
+    ));
+    let db = sled_open_again(old.path());
+    assert_eq!(
+        db.get("schema_version").unwrap().unwrap().as_ref(),
+        2u32.to_be_bytes()
+    );
+    assert!(!db.tree_names().iter().any(|n| &n[..] == b"locations"));
+    drop(db);
+
+    // A current database opens and reads.
+    let current = tempfile::tempdir().unwrap();
+    drop(SledStore::open(current.path(), DEFAULT_CACHE_BYTES).unwrap());
+    let s = open_read_only_again(current.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
+fn the_store_path_is_checked_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(check_path(&dir.path().join("new/state")).is_ok());
+    assert!(!dir.path().join("new").exists());
+    assert!(check_path(dir.path()).is_ok(), "an empty directory");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    assert!(matches!(
+        check_path(&file),
+        Err(StoreError::Unusable { .. })
+    ));
+    assert!(matches!(
+        check_path(&file.join("below")),
+        Err(StoreError::Unusable { .. })
+    ));
+    assert!(
+        matches!(check_path(dir.path()), Err(StoreError::Unusable { .. })),
+        "other files"
+    );
+    let store = dir.path().join("store");
+    drop(SledStore::open(&store, DEFAULT_CACHE_BYTES).unwrap());
+    assert!(check_path(&store).is_ok());
 }

@@ -1,0 +1,141 @@
+//! The command line as a newcomer meets it: misuse and bad configuration tell apart by exit
+//! code, read-only commands write nothing, a closed pipe is no crash, a held store is named.
+
+use std::io::Read;
+use std::process::Stdio;
+
+use certsentinel::store::{DEFAULT_CACHE_BYTES, SledStore};
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn run(config: &ConfigFile, args: &[&str]) -> (i32, String, String) {
+    let out = certsentinel(None, None)
+        .arg("--config")
+        .arg(&config.path)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn misuse_of_the_command_line_and_an_invalid_configuration_exit_differently() {
+    let config = config_file(FAST);
+    let (code, _, stderr) = run(&config, &["scan"]);
+    assert_eq!(code, 64, "a missing --once is misuse: {stderr}");
+    let (code, _, _) = run(&config, &["--no-such-flag", "check-config"]);
+    assert_eq!(code, 64);
+    let (code, _, _) = run(&config, &["--help"]);
+    assert_eq!(code, 0);
+    let bad = config_file("[policy]\nwindow_days = \"soon\"\n");
+    let (code, _, stderr) = run(&bad, &["check-config"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("policy.window_days"), "{stderr}");
+}
+
+#[test]
+fn check_config_refuses_a_store_path_that_cannot_hold_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "x").unwrap();
+    let config = config_file(&format!(
+        "{FAST}\n[store]\npath = {:?}\n",
+        file.display().to_string()
+    ));
+    let (code, _, stderr) = run(&config, &["check-config"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("store.path"), "{stderr}");
+    assert!(stderr.contains("not a directory"), "{stderr}");
+}
+
+#[test]
+fn reading_the_state_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let somewhere = dir.path().join("somewhere-else");
+    std::fs::create_dir(&somewhere).unwrap();
+    std::fs::write(somewhere.join("README"), "not a store").unwrap();
+    for path in [somewhere.clone(), dir.path().join("absent")] {
+        let config = config_file(&format!(
+            "{FAST}\n[store]\npath = {:?}\n",
+            path.display().to_string()
+        ));
+        for args in [
+            &["state", "list"][..],
+            &["state", "export"],
+            &["state", "show", "x"],
+        ] {
+            let (code, _, stderr) = run(&config, args);
+            assert_eq!(code, 1, "{args:?}: {stderr}");
+            assert!(stderr.contains("no state database"), "{stderr}");
+        }
+    }
+    let names: Vec<_> = std::fs::read_dir(&somewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        ["README"],
+        "nothing was created in {}",
+        somewhere.display()
+    );
+    assert!(!dir.path().join("absent").exists());
+}
+
+#[test]
+fn a_reader_that_goes_away_is_no_crash() {
+    let fake = FakeControlPlane::start();
+    let certificates: Vec<_> = (0..300)
+        .map(|i| json!({"id": format!("cert{i:06}"), "not_after": days_from_now(20)}))
+        .collect();
+    fake.seed(json!({"certificates": certificates}));
+    let config = config_file(FAST);
+    let (code, _, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    for args in [&["state", "export"][..], &["state", "list"]] {
+        // The reader takes a few bytes and closes its end, as `| head -c 10` does.
+        let mut child = certsentinel(None, None)
+            .arg("--config")
+            .arg(&config.path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 10];
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_store_held_by_another_certsentinel_is_named_as_such() {
+    let config = config_file(FAST);
+    let text = std::fs::read_to_string(&config.path).unwrap();
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("path = "))
+        .map(|p| p.trim_matches('"').to_string())
+        .unwrap();
+    let held = SledStore::open(&path, DEFAULT_CACHE_BYTES).unwrap();
+    let (code, _, stderr) = run(&config, &["state", "list"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("another certsentinel holds the state database"),
+        "{stderr}"
+    );
+    assert!(stderr.lines().count() <= 2, "short: {stderr}");
+    drop(held);
+    let (code, _, stderr) = run(&config, &["state", "list"]);
+    assert_eq!(code, 0, "{stderr}");
+}
