@@ -12,7 +12,8 @@ use crate::inventory::model::{Certificate, CertificateKind, ExpirySource, Owner,
 use crate::inventory::scan::{Scan, TargetReport, TargetStatus};
 use crate::lifecycle::policy::{Band, Policy, days_left};
 use crate::lifecycle::{
-    CertState, CertificateRecord, Intent, IntentKind, RenewalOutlook, StageUser, at_risk,
+    CertState, CertificateRecord, Intent, IntentKind, PartnerEmailKind, RenewalOutlook, Resolution,
+    StageUser, at_risk,
 };
 use crate::observe::renewal_outlook;
 
@@ -289,7 +290,7 @@ fn certificate_cells(c: &CertificateView<'_>) -> [String; 9] {
         c.id.to_string()
     };
     let owners = if c.owners.is_empty() {
-        "(none)".to_string()
+        NO_OWNER.to_string()
     } else {
         c.owners
             .iter()
@@ -386,17 +387,90 @@ fn stage_list(stages: &[StageUser]) -> String {
         .join(", ")
 }
 
-/// One line describing an intent, for people.
-pub fn describe_intent(intent: &Intent) -> String {
-    let owner = intent.owner.as_deref().unwrap_or("(unowned)");
-    let what = match &intent.kind {
+/// How the command line spells a missing owner, everywhere.
+pub const NO_OWNER: &str = "(no owner)";
+
+/// `n` and the noun, singular or plural: "1 day", "3 days".
+pub fn count(n: impl Into<i64>, singular: &str, plural: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+/// "in 3 days", "today", "1 day ago": a number of days relative to a decision.
+fn days_phrase(days: i64) -> String {
+    match days {
+        0 => "today".to_string(),
+        d if d > 0 => format!("in {}", count(d, "day", "days")),
+        d => format!("{} ago", count(-d, "day", "days")),
+    }
+}
+
+fn resolution_words(how: &Resolution) -> String {
+    match how {
+        Resolution::SwitchedTo {
+            certificate,
+            still_at_risk: false,
+        } => format!("its stages switched to {}", certificate.id),
+        Resolution::SwitchedTo {
+            certificate,
+            still_at_risk: true,
+        } => format!(
+            "its stages switched to {}, which is itself expiring",
+            certificate.id
+        ),
+        Resolution::StageDeleted => "its stages were deleted".into(),
+        Resolution::StoppedPresenting => "its stages no longer present it".into(),
+        Resolution::OwnerChanged { to } => format!(
+            "its stages now belong to {}",
+            to.as_deref().unwrap_or(NO_OWNER)
+        ),
+        Resolution::CertificateDeleted => "the certificate was deleted".into(),
+        Resolution::Renewed { not_after } => {
+            format!("renewed, now valid until {}", not_after.format("%Y-%m-%d"))
+        }
+    }
+}
+
+fn partner_email_words(email: &PartnerEmailKind) -> String {
+    match email {
+        PartnerEmailKind::Window => "the rotation timeline".into(),
+        PartnerEmailKind::Step { days_left } => format!("the {days_left}-day reminder"),
+        PartnerEmailKind::CutOver { new_certificate } => format!(
+            "trust the new certificate {} before the cut-over",
+            new_certificate.id
+        ),
+        PartnerEmailKind::OldMayBeRemoved => "the old certificate may leave the trust store".into(),
+    }
+}
+
+/// How urgent an intent is, most urgent first: an outage, a page, an escalation, a new ticket,
+/// then what only informs.
+fn urgency(kind: &IntentKind) -> u8 {
+    match kind {
+        IntentKind::Incident { .. } => 0,
+        IntentKind::Escalate { page: Some(_), .. } => 1,
+        IntentKind::Escalate { .. } => 2,
+        IntentKind::OpenTicket { .. } => 3,
+        IntentKind::CommentBigBang { .. } => 4,
+        IntentKind::PartnerEmail { .. } => 5,
+        IntentKind::UpdateStages { .. } => 6,
+        IntentKind::ResolveTicket { .. } => 7,
+        IntentKind::CleanupReminder { .. } => 8,
+    }
+}
+
+/// What an intent asks for, in words.
+pub fn intent_words(intent: &Intent) -> String {
+    match &intent.kind {
         IntentKind::OpenTicket {
             priority,
+            not_after,
             days_left,
             stages,
-            ..
         } => format!(
-            "open ticket ({priority:?}, {days_left} days left) for {}",
+            "open a {priority} priority ticket: expires {} ({}), presented by {}",
+            not_after.format("%Y-%m-%d"),
+            days_phrase(*days_left),
             stage_list(stages)
         ),
         IntentKind::Escalate {
@@ -405,36 +479,57 @@ pub fn describe_intent(intent: &Intent) -> String {
             page,
             days_left,
         } => format!(
-            "escalate to the {step_days}-day step ({priority:?}{}, {days_left} days left)",
-            page.map(|p| format!(", page {p:?}")).unwrap_or_default()
+            "escalate to the {step_days}-day step: {priority} priority{}, {} left",
+            page.map(|p| format!(", page ({p})")).unwrap_or_default(),
+            count(*days_left, "day", "days")
         ),
-        IntentKind::Incident { expired_at } => {
-            format!("INCIDENT: expired {} while in use", expired_at.to_rfc3339())
-        }
+        IntentKind::Incident { expired_at } => format!(
+            "INCIDENT: expired {} ({}) while a stage still presents it",
+            days_phrase(days_left(*expired_at, intent.decided_at)),
+            expired_at.format("%Y-%m-%d %H:%M UTC")
+        ),
         IntentKind::CommentBigBang {
             stage,
             new_certificate,
             new_certificate_age_hours,
             ..
         } => format!(
-            "comment: big-bang cut-over, {stage} switched to {new_certificate} created {new_certificate_age_hours} h earlier"
+            "comment on the ticket: big-bang cut-over, {} switched to {} created {} earlier",
+            stage_name(stage),
+            new_certificate.id,
+            count(*new_certificate_age_hours, "hour", "hours")
         ),
         IntentKind::UpdateStages { stages, .. } => {
-            format!("update ticket stages: {}", stage_list(stages))
+            format!("update the ticket's stages: {}", stage_list(stages))
         }
-        IntentKind::ResolveTicket { how } => format!("resolve ticket: {how:?}"),
+        IntentKind::ResolveTicket { how } => {
+            format!("resolve the ticket: {}", resolution_words(how))
+        }
         IntentKind::PartnerEmail { partner, email, .. } => {
-            format!("email partner {partner}: {email:?}")
+            format!("email partner {partner}: {}", partner_email_words(email))
         }
         IntentKind::CleanupReminder { rotated_away_since } => format!(
-            "clean-up reminder: unused since {}",
+            "remind to delete it: no stage has presented it since {}",
             rotated_away_since.format("%Y-%m-%d")
         ),
-    };
-    format!("{}  {owner}  {what}", intent.certificate)
+    }
 }
 
-/// The intents section after a scan's table.
+fn stage_name(stage: &crate::ids::StageKey) -> String {
+    format!("{}:{}/{}", stage.kind, stage.api_id, stage.stage_name)
+}
+
+/// One line describing an intent, for people: certificate, owner, what.
+pub fn describe_intent(intent: &Intent) -> String {
+    format!(
+        "{}  {}  {}",
+        intent.certificate,
+        intent.owner.as_deref().unwrap_or(NO_OWNER),
+        intent_words(intent)
+    )
+}
+
+/// The intents section after a scan's table, the most urgent first.
 pub fn intents_text(intents: &[Intent], committed: bool) -> String {
     let mut out = String::new();
     let verb = if committed {
@@ -442,8 +537,11 @@ pub fn intents_text(intents: &[Intent], committed: bool) -> String {
     } else {
         "decided (dry run: nothing committed)"
     };
-    let _ = writeln!(out, "\n{} intents {verb}", intents.len());
-    for intent in intents {
+    let n = intents.len() as i64;
+    let _ = writeln!(out, "\n{} {verb}", count(n, "intent", "intents"));
+    let mut sorted: Vec<&Intent> = intents.iter().collect();
+    sorted.sort_by_key(|i| urgency(&i.kind));
+    for intent in sorted {
         let _ = writeln!(out, "  {}", describe_intent(intent));
     }
     out
@@ -477,7 +575,7 @@ pub fn state_row<'a>(
     let mut owners: Vec<String> = record
         .users
         .iter()
-        .map(|u| u.owner.clone().unwrap_or_else(|| "(unowned)".into()))
+        .map(|u| u.owner.clone().unwrap_or_else(|| NO_OWNER.into()))
         .collect();
     owners.sort();
     owners.dedup();
@@ -526,4 +624,113 @@ pub fn state_table(rows: &[StateRow<'_>]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::{Episode, Policy, decide};
+    use crate::test_support::{at, cert, present, user};
+
+    /// The intents of one certificate, opened in the window, then expired 41 days ago.
+    fn intents() -> Vec<Intent> {
+        let policy = Policy::default();
+        let users = vec![
+            user("s1", Some("payments"), Some("acme")),
+            user("s2", None, None),
+        ];
+        let first = decide(
+            None,
+            &present("c1", 50.0, 100.0, users.clone()),
+            &policy,
+            at(50.0),
+        );
+        let later = decide(
+            Some(&first.record),
+            &present("c1", 141.0, 100.0, users),
+            &policy,
+            at(141.0),
+        );
+        first.intents.into_iter().chain(later.intents).collect()
+    }
+
+    #[test]
+    fn intents_are_said_in_words_most_urgent_first() {
+        let text = intents_text(&intents(), true);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        assert!(
+            lines[0].ends_with("intents committed to the outbox"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("INCIDENT: expired 41 days ago (2026-04-11 00:00 UTC)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("open a medium priority ticket: expires 2026-04-11 (in 50 days)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("email partner acme: the rotation timeline"),
+            "{text}"
+        );
+        assert!(text.contains(NO_OWNER), "{text}");
+        for debug in [
+            "Some(",
+            "CertificateKey",
+            "Step {",
+            "Critical",
+            "Medium",
+            "None",
+        ] {
+            assert!(!text.contains(debug), "{debug} in {text}");
+        }
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        let one = &intents()[..1];
+        assert!(intents_text(one, false).contains("\n1 intent decided (dry run"));
+        assert_eq!(count(1, "day", "days"), "1 day");
+        assert_eq!(count(0, "day", "days"), "0 days");
+        assert_eq!(days_phrase(-1), "1 day ago");
+        assert_eq!(days_phrase(0), "today");
+    }
+
+    #[test]
+    fn escalations_say_their_page_and_resolutions_their_reason() {
+        let episode = Episode {
+            id: 1,
+            owner: None,
+            stages: Default::default(),
+            partners: Default::default(),
+            detected_at: at(0.0),
+            not_after_at_detection: at(10.0),
+            steps: vec![],
+            incident: None,
+            departures: vec![],
+            stages_revision: 0,
+            resolved_at: None,
+            resolution: None,
+            cleanup_reminded_at: None,
+            cleanup_done_at: None,
+            partners_released: false,
+        };
+        let say = |kind| intent_words(&Intent::new(&cert("c1"), &episode, at(0.0), kind));
+        assert_eq!(
+            say(IntentKind::Escalate {
+                step_days: 7,
+                priority: crate::lifecycle::Priority::Highest,
+                page: Some(crate::lifecycle::PageSeverity::Critical),
+                days_left: 1,
+            }),
+            "escalate to the 7-day step: highest priority, page (critical), 1 day left"
+        );
+        assert_eq!(
+            say(IntentKind::ResolveTicket {
+                how: Resolution::OwnerChanged { to: None }
+            }),
+            "resolve the ticket: its stages now belong to (no owner)"
+        );
+    }
 }

@@ -27,6 +27,10 @@ pub enum PageSeverity {
     Critical,
 }
 
+// Spelled as serde spells them (`high`, `warning`), in logs and messages alike.
+serde_plain::derive_display_from_serialize!(Priority);
+serde_plain::derive_display_from_serialize!(PageSeverity);
+
 /// One escalation step: fires once per episode when the days left reach `days_left` or fewer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -23,10 +23,11 @@ use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 
-use super::step::{open_store, record_scan};
+use super::step::{ScanOutcome, open_store, record_scan};
 use crate::config::Settings;
 use crate::inventory::aws;
 use crate::inventory::scan::{NoProgress, TargetStatus, scan_all};
+use crate::output;
 use crate::store::{SledStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -75,14 +76,21 @@ impl Daemon {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), DaemonError> {
         let (tick_tx, tick_rx) = mpsc::channel::<()>(1);
-        let mut scheduler = schedule_ticks(&self.settings.daemon.schedule, tick_tx.clone()).await?;
+        let (mut scheduler, job) =
+            schedule_ticks(&self.settings.daemon.schedule, tick_tx.clone()).await?;
         if self.settings.daemon.scan_on_start {
             let _ = tick_tx.try_send(());
         }
         drop(tick_tx);
+        let schedule = Schedule {
+            scheduler: scheduler.clone(),
+            job,
+        };
+        let next_scan = schedule.next().await;
         tracing::info!(
             schedule = %self.settings.daemon.schedule,
             store = %self.settings.store.path.display(),
+            %next_scan,
             "certsentinel is running"
         );
 
@@ -93,6 +101,7 @@ impl Daemon {
             self.aws.clone(),
             self.store.clone(),
             tick_rx,
+            schedule,
             stop.clone(),
         ));
 
@@ -125,9 +134,9 @@ fn task_result(
 async fn schedule_ticks(
     schedule: &str,
     ticks: mpsc::Sender<()>,
-) -> Result<JobScheduler, JobSchedulerError> {
+) -> Result<(JobScheduler, uuid::Uuid), JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
-    scheduler
+    let job = scheduler
         .add(Job::new_async(schedule, move |_, _| {
             let ticks = ticks.clone();
             Box::pin(async move {
@@ -138,7 +147,23 @@ async fn schedule_ticks(
         })?)
         .await?;
     scheduler.start().await?;
-    Ok(scheduler)
+    Ok((scheduler, job))
+}
+
+/// The scan schedule, to say when the next scan is.
+struct Schedule {
+    scheduler: JobScheduler,
+    job: uuid::Uuid,
+}
+
+impl Schedule {
+    async fn next(&self) -> String {
+        let mut scheduler = self.scheduler.clone();
+        match scheduler.next_tick_for_job(self.job).await {
+            Ok(Some(at)) => at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            _ => "unknown".to_string(),
+        }
+    }
 }
 
 /// Scans on each tick until `stop` is cancelled. A scan that cannot be recorded is logged and
@@ -148,6 +173,7 @@ async fn scan_worker(
     aws: SdkConfig,
     store: Arc<SledStore>,
     mut ticks: mpsc::Receiver<()>,
+    schedule: Schedule,
     stop: CancellationToken,
 ) -> Result<(), DaemonError> {
     loop {
@@ -166,26 +192,66 @@ async fn scan_worker(
         };
         // Recording is not: it runs to the end even if the daemon is asked to stop meanwhile.
         match record_scan(&settings, store.clone(), scan, false).await {
-            Ok(done) => tracing::info!(
-                complete = done.scan.complete(),
-                targets = done.scan.targets.len(),
-                incomplete_targets = done
-                    .scan
-                    .targets
-                    .iter()
-                    .filter(|t| !matches!(t.status, TargetStatus::Complete))
-                    .count(),
-                certificates = done.scan.certificates().count(),
-                intents = done.reconciled.intents.len(),
-                seconds = started.elapsed().as_secs_f64(),
-                "scan finished"
-            ),
+            Ok(done) => report(&done, started, &schedule).await,
             Err(e) => {
-                tracing::error!(error = %e, "the scan could not be recorded; the next scan will decide again")
+                let next_scan = schedule.next().await;
+                tracing::error!(
+                    error = %e,
+                    %next_scan,
+                    "the scan could not be recorded; the next scan will decide again"
+                );
             }
         }
         release_freed_memory();
     }
+}
+
+/// Logs what a scan did: each decided intent on one line, ignored stale observations, the
+/// targets that could not be read, the totals, and when the next scan is.
+async fn report(done: &ScanOutcome, started: Instant, schedule: &Schedule) {
+    for intent in &done.reconciled.intents {
+        tracing::info!(
+            certificate = %intent.certificate,
+            owner = intent.owner.as_deref().unwrap_or(output::NO_OWNER),
+            key = %intent.key,
+            "{}",
+            output::intent_words(intent)
+        );
+    }
+    if done.reconciled.stale > 0 {
+        tracing::warn!(
+            stale = done.reconciled.stale,
+            "observations older than what is stored were ignored (another scanner, or a clock that went back?)"
+        );
+    }
+    for target in &done.scan.targets {
+        if let TargetStatus::Failed { reason_kind, error } = &target.status {
+            tracing::warn!(
+                account = %target.account,
+                region = %target.region,
+                reason = %reason_kind,
+                error = %error,
+                "account and region not read; nothing there was decided"
+            );
+        }
+    }
+    let next_scan = schedule.next().await;
+    let incomplete = done
+        .scan
+        .targets
+        .iter()
+        .filter(|t| !matches!(t.status, TargetStatus::Complete))
+        .count();
+    tracing::info!(
+        complete = done.scan.complete(),
+        targets = done.scan.targets.len(),
+        incomplete_targets = incomplete,
+        certificates = done.scan.certificates().count(),
+        intents = done.reconciled.intents.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        %next_scan,
+        "scan finished"
+    );
 }
 
 /// Gives the heap freed by a scan back to the operating system. The daemon sleeps for hours

@@ -29,6 +29,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "inventory",
             "lifecycle",
             "observe",
+            "output",
             "store",
         ],
     ),

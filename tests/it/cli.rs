@@ -139,3 +139,38 @@ fn a_store_held_by_another_certsentinel_is_named_as_such() {
     let (code, _, stderr) = run(&config, &["state", "list"]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn a_scan_at_the_default_level_logs_a_few_lines_and_no_debug() {
+    let fake = FakeControlPlane::start();
+    fake.seed(
+        json!({"certificates": [{"id": "aaaaaaaaaa", "not_after": days_from_now(20)}],
+                     "rest_apis": [{"id": "api0000001", "name": "orders",
+                       "stages": [{"name": "prod", "client_certificate_id": "aaaaaaaaaa"}]}]}),
+    );
+    let config = config_file(FAST);
+    let (code, _, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains("DEBUG") && !stderr.contains("TRACE"),
+        "{stderr}"
+    );
+    assert!(stderr.lines().count() <= 10, "a few lines: {stderr}");
+    // Asked for, debug is there, and still nothing of the SDK below it.
+    let mut cmd = certsentinel(Some(&fake), None);
+    cmd.env("RUST_LOG", "trace").args(["--log-format", "json"]);
+    let (code, _, stderr) = scan_json(cmd, &config);
+    assert_eq!(code, 0);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(events.iter().any(|e| e["level"] == "DEBUG"));
+    let below_debug = events.iter().filter(|e| {
+        e["level"] == "TRACE"
+            && ["aws_smithy", "aws_sigv4", "aws_runtime", "aws_config", "hyper"]
+                .iter()
+                .any(|t| e["target"].as_str().unwrap_or_default().starts_with(t))
+    });
+    assert_eq!(below_debug.count(), 0, "the SDK never logs below debug");
+}

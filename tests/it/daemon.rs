@@ -117,13 +117,15 @@ scan_on_start = true
         }
     });
     let mut finished = Vec::new();
+    let mut events = Vec::new();
     while finished.len() < 2 {
         let event = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the daemon logs a finished scan within 30 s");
         if event["message"] == "scan finished" {
-            finished.push(event);
+            finished.push(event.clone());
         }
+        events.push(event);
     }
     assert_eq!(finished[0]["complete"], true);
     assert_eq!(finished[0]["certificates"], 1);
@@ -135,6 +137,36 @@ scan_on_start = true
     assert_eq!(
         finished[1]["intents"], 0,
         "the next scan decides nothing new"
+    );
+    // A readable log at the default level: nothing below info from anyone, no scheduler
+    // bookkeeping, each decided intent on one line in words, and when the next scan is.
+    for event in &events {
+        assert!(
+            event["level"] == "INFO" || event["level"] == "WARN" || event["level"] == "ERROR",
+            "{event}"
+        );
+        let message = event["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.contains("Uninited") && !message.contains("Job creator"),
+            "{event}"
+        );
+    }
+    let intents: Vec<&Value> = events.iter().filter(|e| e["key"].is_string()).collect();
+    assert_eq!(
+        intents.len() as u64,
+        finished[0]["intents"].as_u64().unwrap()
+    );
+    assert!(
+        intents.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("open a medium priority ticket: expires")),
+        "{intents:?}"
+    );
+    assert!(
+        finished[0]["next_scan"].as_str().unwrap().ends_with('Z'),
+        "{}",
+        finished[0]
     );
 
     let status = Command::new("kill")
