@@ -272,8 +272,12 @@ pub fn table(doc: &ScanDocument<'_>) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "\n{} certificates: {}",
-        doc.summary.certificates,
+        "\n{}: {}",
+        count(
+            doc.summary.certificates as i64,
+            "certificate",
+            "certificates"
+        ),
         bands.join(", ")
     );
     for t in doc.targets {
@@ -356,15 +360,19 @@ fn target_line(t: &TargetReport) -> String {
     let calls: u64 = t.calls.values().sum();
     match &t.status {
         TargetStatus::Complete => format!(
-            "{}/{}: complete, {} API calls ({} certificates, {} REST APIs, {} WebSocket APIs, {} HTTP APIs, {} stages)",
+            "{}/{}: complete, {} ({}, {}, {}, {}, {})",
             t.account,
             t.region,
-            calls,
-            t.counts.certificates,
-            t.counts.rest_apis,
-            t.counts.websocket_apis,
-            t.counts.http_apis,
-            t.counts.stages
+            count(calls as i64, "API call", "API calls"),
+            count(t.counts.certificates as i64, "certificate", "certificates"),
+            count(t.counts.rest_apis as i64, "REST API", "REST APIs"),
+            count(
+                t.counts.websocket_apis as i64,
+                "WebSocket API",
+                "WebSocket APIs"
+            ),
+            count(t.counts.http_apis as i64, "HTTP API", "HTTP APIs"),
+            count(t.counts.stages as i64, "stage", "stages")
         ),
         TargetStatus::Failed { reason_kind, error } => format!(
             "{}/{}: INCOMPLETE ({reason_kind}): {error}",

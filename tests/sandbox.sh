@@ -3,7 +3,10 @@
 # estate (two regions, dozens of certificates) and moto for ACM, imports one ACM certificate and
 # attaches it to a stage with the AWS CLI, then runs `certsentinel scan --once` against it all.
 # Extra arguments go to the scan, e.g. `tests/sandbox.sh --format json`. Everything listens on
-# 127.0.0.1 and stops when the script ends.
+# 127.0.0.1 and stops when the script ends. The state database is kept between runs
+# (target/sandbox-state), and every run builds the same estate (dates count from today's
+# midnight, moto's ids are seeded), so a second run the same day decides nothing.
+# CERTSENTINEL_BIN runs a certsentinel already built instead of building one.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -39,6 +42,10 @@ unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
 export AWS_ENDPOINT_URL_API_GATEWAY="$fake_url" AWS_ENDPOINT_URL_APIGATEWAYV2="$fake_url"
 export AWS_ENDPOINT_URL_ACM="$moto_url" AWS_ENDPOINT_URL_STS="$moto_url"
 
+# moto's ids come from its random generator: seeded, the imported certificate gets the same
+# ARN on every run.
+curl -fs -X POST "$moto_url/moto-api/seed?a=42" >/dev/null
+
 # An imported ACM certificate with 25 days left, presented by platform-gateway/edge.
 "$venv/bin/python" - "$work" <<'PY'
 import datetime as dt, sys
@@ -48,7 +55,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 key = ec.generate_private_key(ec.SECP256R1())
 name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway.platform.example.com")])
-now = dt.datetime.now(dt.timezone.utc)
+now = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=340)).not_valid_after(now + dt.timedelta(days=25))
@@ -66,4 +73,10 @@ api="$("$venv/bin/aws" --endpoint-url "$fake_url" apigateway get-rest-apis \
 "$venv/bin/aws" --endpoint-url "$fake_url" apigateway update-stage --rest-api-id "$api" \
   --stage-name edge --patch-operations "op=replace,path=/clientCertificateId,value=$arn" >/dev/null
 
-cargo run --quiet -- --config tests/sandbox.toml scan --once "$@"
+bin="${CERTSENTINEL_BIN:-}"
+if [ -z "$bin" ]; then
+  echo "building certsentinel (the first build takes a few minutes)..." >&2
+  cargo build --bin certsentinel >&2
+  bin="$root/target/debug/certsentinel"
+fi
+"$bin" --config tests/sandbox.toml scan --once "$@"

@@ -1817,7 +1817,9 @@ def main(argv=None):
     if args.seed == "sandbox":
         rng = random.Random(20261125)
         with FAKE.lock:
-            for spec in sandbox_specs(now_utc()):
+            # Dates count from today's midnight (UTC), so the estate is the same on every run
+            # of one day: a scan of a second run finds nothing new.
+            for spec in sandbox_specs(now_utc().replace(hour=0, minute=0, second=0)):
                 FAKE.seed_locked(spec, rng=rng)
 
     server = Server(("127.0.0.1", args.port), Handler)

@@ -168,9 +168,15 @@ fn a_scan_at_the_default_level_logs_a_few_lines_and_no_debug() {
     assert!(events.iter().any(|e| e["level"] == "DEBUG"));
     let below_debug = events.iter().filter(|e| {
         e["level"] == "TRACE"
-            && ["aws_smithy", "aws_sigv4", "aws_runtime", "aws_config", "hyper"]
-                .iter()
-                .any(|t| e["target"].as_str().unwrap_or_default().starts_with(t))
+            && [
+                "aws_smithy",
+                "aws_sigv4",
+                "aws_runtime",
+                "aws_config",
+                "hyper",
+            ]
+            .iter()
+            .any(|t| e["target"].as_str().unwrap_or_default().starts_with(t))
     });
     assert_eq!(below_debug.count(), 0, "the SDK never logs below debug");
 }

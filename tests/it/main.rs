@@ -10,4 +10,5 @@ mod daemon;
 mod helpers;
 mod inventory;
 mod lifecycle;
+mod sandbox;
 mod targeted_reads;
