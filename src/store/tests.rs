@@ -485,6 +485,9 @@ fn crash_child(path: &str) {
             .collect();
         println!("CHILD-COMMITTING {g}");
         s.commit_batch(&decisions).unwrap();
+        // Printed only once commit_batch has returned: from here on, generation g is promised
+        // durable.
+        println!("CHILD-COMMITTED {g}");
         g += 1;
     }
 }
@@ -497,6 +500,7 @@ fn sigkill_during_a_large_reconcile_leaves_each_certificate_whole() {
     }
     let dir = temp();
     let me = std::env::current_exe().unwrap();
+    let mut durability_checked = false;
     // Delays from the start of the child's first commit (3,000 certificates in transaction
     // groups): round 0 lands inside that first commit, the others in later ones.
     for (round, delay_ms) in [400u64, 1_200, 2_000].into_iter().enumerate() {
@@ -524,6 +528,11 @@ fn sigkill_during_a_large_reconcile_leaves_each_certificate_whole() {
         std::thread::sleep(StdDuration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
+        // What the child said before it died: the last generation whose commit_batch returned.
+        let promised: Option<u64> = lines
+            .map_while(Result::ok)
+            .filter_map(|l| l.strip_prefix("CHILD-COMMITTED ")?.trim().parse().ok())
+            .max();
 
         let s = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
         let mut checked = 0;
@@ -559,11 +568,31 @@ fn sigkill_during_a_large_reconcile_leaves_each_certificate_whole() {
             checked > 0,
             "round {round}: the child committed nothing before being killed"
         );
+        // Durable, not only whole: every certificate is at least at the generation of the
+        // last commit_batch that returned before the kill.
+        if let Some(g) = promised {
+            let promised_at = at(0.0) + Duration::minutes(g as i64);
+            for rec in s.records() {
+                let rec = rec.unwrap();
+                assert!(
+                    rec.last_observed_at >= promised_at,
+                    "round {round}: {} is at {} although generation {g} ({promised_at}) was committed",
+                    rec.key,
+                    rec.last_observed_at
+                );
+            }
+            assert_eq!(checked, CERTS, "round {round}: every certificate of generation {g}");
+            durability_checked = true;
+        }
         eprintln!(
             "round {round}: killed after {delay_ms} ms, {checked} records consistent, {} distinct generations",
             generations.len()
         );
     }
+    assert!(
+        durability_checked,
+        "no round outlived a whole commit: lengthen the delays"
+    );
 }
 
 #[test]
