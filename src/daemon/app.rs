@@ -40,6 +40,16 @@ pub enum DaemonError {
     Task(String),
 }
 
+impl DaemonError {
+    /// Whether the daemon must stop rather than try again at the next scan. A conflict is
+    /// decided again next time; anything else from the store (a full disk, an I/O error)
+    /// leaves sled failing every later write until it is reopened, so the daemon exits and
+    /// its supervisor restarts it, never wedged in a loop of failed commits.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, DaemonError::Store(StoreError::Conflict { .. }))
+    }
+}
+
 /// The daemon, built and ready to run.
 pub struct Daemon {
     settings: Arc<Settings>,
@@ -193,9 +203,16 @@ async fn scan_worker(
         // Recording is not: it runs to the end even if the daemon is asked to stop meanwhile.
         match record_scan(&settings, store.clone(), scan, false).await {
             Ok(done) => report(&done, started, &schedule).await,
+            Err(e) if e.is_fatal() => {
+                tracing::error!(
+                    error = %e,
+                    "the state database failed: stopping, so that the supervisor restarts certsentinel with the database reopened"
+                );
+                return Err(e);
+            }
             Err(e) => {
                 let next_scan = schedule.next().await;
-                tracing::error!(
+                tracing::warn!(
                     error = %e,
                     %next_scan,
                     "the scan could not be recorded; the next scan will decide again"

@@ -581,7 +581,10 @@ fn sigkill_during_a_large_reconcile_leaves_each_certificate_whole() {
                     rec.last_observed_at
                 );
             }
-            assert_eq!(checked, CERTS, "round {round}: every certificate of generation {g}");
+            assert_eq!(
+                checked, CERTS,
+                "round {round}: every certificate of generation {g}"
+            );
             durability_checked = true;
         }
         eprintln!(

@@ -219,3 +219,58 @@ fn a_bad_schedule_is_a_configuration_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("daemon.schedule"));
 }
+
+#[test]
+fn a_full_disk_stops_the_daemon_with_an_error_instead_of_wedging_it() {
+    let fake = FakeControlPlane::start();
+    let certificates: Vec<Value> = (0..3_000)
+        .map(|i| json!({"id": format!("k{i:09}"), "not_after": days_from_now(20)}))
+        .collect();
+    let apis: Vec<Value> = (0..30)
+        .map(|j| {
+            let stages: Vec<Value> = (0..100)
+                .map(|k| json!({"name": format!("s{k}"), "client_certificate_id": format!("k{:09}", j * 100 + k)}))
+                .collect();
+            json!({"id": format!("a{j:09}"), "name": format!("api-{j}"), "stages": stages})
+        })
+        .collect();
+    fake.seed(json!({"certificates": certificates, "rest_apis": apis}));
+    let config = config_file(&format!(
+        "{FAST}\n[daemon]\nschedule = \"*/1 * * * * *\"\nscan_on_start = true\n"
+    ));
+    // Writing past RLIMIT_FSIZE fails with EFBIG as writing to a full disk fails with ENOSPC
+    // (SIGXFSZ ignored, so the write fails instead of killing the process). The limit leaves
+    // room to open the database, not to commit thousands of decisions.
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 2048; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_certsentinel"))
+        .arg("--config")
+        .arg(&config.path)
+        .args(["--log-format", "json", "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    aim(&mut cmd, Some(&fake), None);
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon kept running with a store it cannot write");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = reader.join().unwrap().join("\n");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("the state database failed"), "{log}");
+}

@@ -270,7 +270,17 @@ pub fn sandbox_env(cmd: &mut Command) -> &mut Command {
 /// The `certsentinel` binary, kept away from real AWS, aimed at the given real parts.
 pub fn certsentinel(fake: Option<&FakeControlPlane>, moto: Option<&Moto>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_certsentinel"));
-    sandbox_env(&mut cmd);
+    aim(&mut cmd, fake, moto);
+    cmd
+}
+
+/// Keeps `cmd` away from real AWS and aims it at the given real parts.
+pub fn aim<'c>(
+    cmd: &'c mut Command,
+    fake: Option<&FakeControlPlane>,
+    moto: Option<&Moto>,
+) -> &'c mut Command {
+    sandbox_env(cmd);
     if let Some(fake) = fake {
         // The fake also answers sts:GetCallerIdentity with the account it gives the caller's
         // key; moto takes STS over when it is there (roles are assumed through it).
