@@ -317,6 +317,7 @@ impl Estate {
                     stages: inv.stages.len(),
                     ..TargetCounts::default()
                 },
+                clock_skew_seconds: None,
             })
             .collect();
         Scan {

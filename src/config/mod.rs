@@ -130,6 +130,8 @@ pub struct AwsSettings {
     pub call_timeout_secs: u64,
     /// Longest time one account and region may take to read, seconds.
     pub target_deadline_secs: u64,
+    /// Largest difference between the local clock and AWS's at which scans are decided.
+    pub max_clock_skew_secs: u64,
     pub parallel_targets: usize,
     pub rate_limit: RateLimitSettings,
     pub retry: RetrySettings,

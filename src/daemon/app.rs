@@ -38,6 +38,13 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Task(String),
+    /// `skew_seconds` is the local clock minus AWS's.
+    #[error(
+        "this host's clock is {} s {} AWS's (more than aws.max_clock_skew_secs = {limit}): nothing was decided; set the clock right (NTP)",
+        .skew_seconds.abs(),
+        if *.skew_seconds > 0 { "ahead of" } else { "behind" }
+    )]
+    ClockSkew { skew_seconds: i64, limit: u64 },
 }
 
 impl DaemonError {
@@ -46,7 +53,10 @@ impl DaemonError {
     /// leaves sled failing every later write until it is reopened, so the daemon exits and
     /// its supervisor restarts it, never wedged in a loop of failed commits.
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, DaemonError::Store(StoreError::Conflict { .. }))
+        !matches!(
+            self,
+            DaemonError::Store(StoreError::Conflict { .. }) | DaemonError::ClockSkew { .. }
+        )
     }
 }
 

@@ -193,6 +193,7 @@ mod tests {
             status,
             calls: Default::default(),
             counts: Default::default(),
+            clock_skew_seconds: None,
         };
         Scan {
             started_at: at,

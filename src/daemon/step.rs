@@ -83,6 +83,16 @@ pub async fn record_scan(
     scan: Scan,
     dry_run: bool,
 ) -> Result<ScanOutcome, DaemonError> {
+    // Observations are stamped with the local clock: one that AWS says is wrong would make
+    // records from the future, and every honest scan after them stale.
+    if let Some(skew_seconds) = scan.clock_skew_seconds()
+        && skew_seconds.unsigned_abs() > settings.aws.max_clock_skew_secs
+    {
+        return Err(DaemonError::ClockSkew {
+            skew_seconds,
+            limit: settings.aws.max_clock_skew_secs,
+        });
+    }
     let policy = settings.policy.clone();
     let (scan, reconciled) = tokio::task::spawn_blocking(move || {
         let reconciled = reconcile_scan(store.as_ref(), &scan, &policy, Utc::now(), dry_run);

@@ -9,6 +9,7 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use super::call::{CallError, CallGate};
+use super::clock::ClockWatch;
 use super::model::{Api, RawCertificate, Stage, Tags};
 use crate::ids::{StageKey, StageKind};
 
@@ -45,6 +46,7 @@ pub struct ControlPlane {
     v1: aws_sdk_apigateway::Client,
     v2: aws_sdk_apigatewayv2::Client,
     acm: aws_sdk_acm::Client,
+    clock: ClockWatch,
     gate: CallGate,
 }
 
@@ -87,14 +89,34 @@ fn absent_is_none<T>(result: Result<T, CallError>) -> Result<Option<T>, CallErro
 impl ControlPlane {
     /// `sdk` must already be aimed at `region`.
     pub fn new(account: &str, region: &str, sdk: &SdkConfig, gate: CallGate) -> Self {
+        let clock = ClockWatch::default();
         ControlPlane {
             account: account.to_string(),
             region: region.to_string(),
-            v1: aws_sdk_apigateway::Client::new(sdk),
-            v2: aws_sdk_apigatewayv2::Client::new(sdk),
-            acm: aws_sdk_acm::Client::new(sdk),
+            v1: aws_sdk_apigateway::Client::from_conf(
+                aws_sdk_apigateway::config::Builder::from(sdk)
+                    .interceptor(clock.clone())
+                    .build(),
+            ),
+            v2: aws_sdk_apigatewayv2::Client::from_conf(
+                aws_sdk_apigatewayv2::config::Builder::from(sdk)
+                    .interceptor(clock.clone())
+                    .build(),
+            ),
+            acm: aws_sdk_acm::Client::from_conf(
+                aws_sdk_acm::config::Builder::from(sdk)
+                    .interceptor(clock.clone())
+                    .build(),
+            ),
             gate,
+            clock,
         }
+    }
+
+    /// How far the local clock is from the service's, in seconds (local minus service), as
+    /// the answers so far tell.
+    pub fn clock_skew_seconds(&self) -> Option<i64> {
+        self.clock.skew_seconds()
     }
 
     pub fn calls(&self) -> BTreeMap<String, u64> {

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod call;
+pub mod clock;
 pub mod control_plane;
 pub mod model;
 pub mod owner;

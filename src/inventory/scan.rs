@@ -68,6 +68,9 @@ pub struct TargetReport {
     /// Requests sent per operation, retries included.
     pub calls: BTreeMap<String, u64>,
     pub counts: TargetCounts,
+    /// The local clock minus the service's (`Date` of its answers), seconds, at its largest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -103,6 +106,15 @@ impl Scan {
 
     pub fn dangling(&self) -> impl Iterator<Item = &DanglingReference> {
         self.inventories.iter().flat_map(|i| i.dangling.iter())
+    }
+
+    /// The largest difference between the local clock and AWS's seen in this scan, seconds
+    /// (positive: the local clock is ahead).
+    pub fn clock_skew_seconds(&self) -> Option<i64> {
+        self.targets
+            .iter()
+            .filter_map(|t| t.clock_skew_seconds)
+            .max_by_key(|s| s.abs())
     }
 }
 
@@ -148,6 +160,7 @@ fn unreachable(account: &str, name: Option<String>, region: &str, reason: String
         },
         calls: BTreeMap::new(),
         counts: TargetCounts::default(),
+        clock_skew_seconds: None,
     }
 }
 
@@ -273,6 +286,7 @@ async fn scan_target(
         status,
         calls: plane.calls(),
         counts,
+        clock_skew_seconds: plane.clock_skew_seconds(),
     };
     match outcome {
         Ok((inventory, counts)) => (report(TargetStatus::Complete, counts), Some(inventory)),

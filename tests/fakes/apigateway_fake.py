@@ -385,6 +385,9 @@ class Fake:
         self.sts_cache: dict[str, str] = {}
         self.faults: list[dict] = []
         self.hooks: list[dict] = []
+        # Seconds added to the Date header of every answer: a service whose clock differs
+        # from the caller's.
+        self.clock_offset = 0
         self._reset_calls_locked()
 
     def _reset_calls_locked(self):
@@ -1369,7 +1372,7 @@ class Handler(BaseHTTPRequestHandler):
             body = body.encode("utf-8")
         reason = self.responses.get(status, ("Unknown",))[0]
         lines = [f"HTTP/1.1 {status} {reason}",
-                 f"Date: {email.utils.formatdate(usegmt=True)}",
+                 f"Date: {email.utils.formatdate(time.time() + FAKE.clock_offset, usegmt=True)}",
                  f"x-amzn-RequestId: {uuid.uuid4()}"]
         if extra_headers:
             lines.extend(f"{k}: {v}" for k, v in extra_headers.items())
@@ -1554,6 +1557,11 @@ class Handler(BaseHTTPRequestHandler):
                 with fake.lock:
                     fake.faults.clear()
                 return 200, {"ok": True}
+        if path == "/_fake/clock":
+            if method == "POST":
+                with fake.lock:
+                    fake.clock_offset = int(body.get("offset_seconds", 0))
+            return 200, {"offset_seconds": fake.clock_offset}
         if path == "/_fake/hooks":
             if method == "POST":
                 h = self.parse_hook(body)

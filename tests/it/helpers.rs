@@ -186,6 +186,15 @@ impl FakeControlPlane {
                                "retry_after_seconds": retry_after_seconds}));
     }
 
+    /// Puts the fake's clock `offset_seconds` away from the real time in its `Date` headers.
+    pub fn clock_offset(&self, offset_seconds: i64) {
+        self.admin(
+            "POST",
+            "clock",
+            Some(json!({"offset_seconds": offset_seconds})),
+        );
+    }
+
     /// `DELETE /_fake/<what>`: clears pending faults or hooks.
     pub fn admin_delete(&self, what: &str) {
         ureq::delete(&format!("{}/_fake/{what}", self.url))

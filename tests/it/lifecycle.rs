@@ -418,3 +418,41 @@ fn sigkill_in_the_middle_of_a_large_reconcile_leaves_every_certificate_whole() {
     }
     assert!(landed_mid_commit, "no kill landed inside the commit phase");
 }
+
+#[test]
+fn a_host_clock_far_from_aws_decides_nothing_and_says_why() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let config = config_file(FAST);
+    // AWS's clock an hour behind this host's: this host is an hour ahead.
+    fake.clock_offset(-3600);
+    let (code, stdout, stderr) = {
+        let out = certsentinel(Some(&fake), None)
+            .arg("--config")
+            .arg(&config.path)
+            .args(["scan", "--once"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("s ahead of AWS's"), "{stderr}");
+    assert!(stderr.contains("aws.max_clock_skew_secs"), "{stderr}");
+    assert!(
+        stdout.is_empty(),
+        "nothing decided, nothing printed: {stdout}"
+    );
+    assert_eq!(state_cmd(&config, &["list", "--format", "json"]), "[]\n");
+
+    // Within the limit, the same scan decides.
+    fake.clock_offset(-60);
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!intents(&doc).is_empty());
+    let skew = doc["targets"][0]["clock_skew_seconds"].as_i64().unwrap();
+    assert!((55..=65).contains(&skew), "{skew}");
+}
