@@ -73,6 +73,12 @@ enum StateCommand {
     },
     /// Every record as JSON lines: complete enough to rebuild any report.
     Export,
+    /// Drop everything stored for an account (or one of its regions) that is no longer
+    /// scanned: records, history, undelivered intents.
+    Forget {
+        /// ACCOUNT or ACCOUNT/REGION, as `state list` and `scan` name them.
+        target: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -239,6 +245,7 @@ async fn scan_command(
         .await
         .context("the scan could not be recorded")?;
     let mut doc = output::document(&done.scan, &settings.policy, chrono::Utc::now());
+    doc.not_scanned = done.not_scanned.clone();
     doc.reconcile = Some(output::ReconcileView {
         committed: done.reconciled.committed,
         observations: done.reconciled.observations,
@@ -263,6 +270,28 @@ async fn scan_command(
     } else {
         Outcome::PartialScan
     })
+}
+
+/// `state forget ACCOUNT[/REGION]`: the one state command that writes.
+fn forget(settings: &Settings, target: &str) -> anyhow::Result<Outcome> {
+    let (account, region) = match target.split_once('/') {
+        Some((account, region)) => (account, Some(region)),
+        None => (target, None),
+    };
+    let store = certsentinel::daemon::open_store(settings)?;
+    let stored = store.regions()?;
+    let known = stored
+        .iter()
+        .any(|r| r.account == account && region.is_none_or(|region| r.region == region));
+    if !known {
+        anyhow::bail!("nothing is stored for {target}: `certsentinel state list` shows what is");
+    }
+    let dropped = store.forget(account, region)?;
+    out(format!(
+        "forgot {} of {target}; a scan that reads it again starts anew\n",
+        output::count(dropped as i64, "certificate", "certificates")
+    ))?;
+    Ok(Outcome::Done)
 }
 
 /// A progress bar on stderr when it is a terminal; nothing otherwise.
@@ -294,6 +323,9 @@ impl scan::Progress for Bar {
 }
 
 fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<Outcome> {
+    if let StateCommand::Forget { target } = &command {
+        return forget(settings, target);
+    }
     // Reading never creates, migrates or writes the database.
     let store =
         SledStore::open_read_only(&settings.store.path, settings.store.cache_mb * 1024 * 1024)?;
@@ -305,15 +337,24 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
             format,
         } => {
             let records: Vec<CertificateRecord> = store.records().collect::<Result<_, _>>()?;
+            let regions = store.regions()?;
+            let not_read = output::regions_not_read_lately(&regions);
             let band = band.map(|b| b.to_string());
             let rows: Vec<output::StateRow<'_>> = records
                 .iter()
-                .map(|r| output::state_row(r, &settings.policy, now))
+                .map(|r| {
+                    let mut row = output::state_row(r, &settings.policy, now);
+                    row.not_scanned_since = not_read
+                        .iter()
+                        .find(|n| n.account == r.key.account && n.region == r.key.region)
+                        .map(|n| n.last_observed_at);
+                    row
+                })
                 .filter(|row| band.as_ref().is_none_or(|b| &row.band == b))
                 .filter(|row| owner.as_ref().is_none_or(|o| row.owners.contains(o)))
                 .collect();
             match format {
-                OutputFormat::Table => out(output::state_table(&rows))?,
+                OutputFormat::Table => out(output::state_table_with(&rows, &not_read))?,
                 OutputFormat::Json => out(format!("{}\n", serde_json::to_string_pretty(&rows)?))?,
             }
         }
@@ -333,6 +374,7 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
                     .join(", ")
             ),
         },
+        StateCommand::Forget { .. } => unreachable!("handled above: it writes"),
         StateCommand::Export => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             store.export_jsonl(&mut out)?;

@@ -16,6 +16,7 @@ use crate::lifecycle::{
     StageUser, at_risk,
 };
 use crate::observe::renewal_outlook;
+use crate::store::StoredRegion;
 
 /// Version of the JSON document below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -35,6 +36,9 @@ pub struct ScanDocument<'a> {
     /// What the lifecycle engine decided from this scan, when it was reconciled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconcile: Option<ReconcileView<'a>>,
+    /// Accounts and regions with stored certificates that this scan did not cover: kept as
+    /// they were, never taken for an all-clear.
+    pub not_scanned: Vec<StoredRegion>,
 }
 
 #[derive(Debug, Serialize)]
@@ -209,6 +213,7 @@ pub fn document<'a>(scan: &'a Scan, policy: &Policy, now: DateTime<Utc>) -> Scan
         certificates,
         dangling,
         reconcile: None,
+        not_scanned: Vec::new(),
     }
 }
 
@@ -283,7 +288,36 @@ pub fn table(doc: &ScanDocument<'_>) -> String {
     for t in doc.targets {
         let _ = writeln!(out, "{}", target_line(t));
     }
+    for r in &doc.not_scanned {
+        let _ = writeln!(out, "{}", not_scanned_line(r));
+    }
     out
+}
+
+/// A stored account and region that scans no longer cover.
+fn not_scanned_line(r: &StoredRegion) -> String {
+    format!(
+        "{}/{}: NOT SCANNED since {} ({} kept as they were; `certsentinel state forget {}/{}` drops them)",
+        r.account,
+        r.region,
+        r.last_observed_at.format("%Y-%m-%d %H:%M UTC"),
+        count(r.certificates as i64, "certificate", "certificates"),
+        r.account,
+        r.region
+    )
+}
+
+/// The stored accounts and regions that the latest scan did not read: their latest
+/// observation is older than the latest observation anywhere (one scan stamps every region
+/// it reads completely with the same time).
+pub fn regions_not_read_lately(regions: &[StoredRegion]) -> Vec<&StoredRegion> {
+    let Some(latest) = regions.iter().map(|r| r.last_observed_at).max() else {
+        return Vec::new();
+    };
+    regions
+        .iter()
+        .filter(|r| r.certificates > 0 && r.last_observed_at < latest)
+        .collect()
 }
 
 /// One certificate's row of the scan table.
@@ -568,6 +602,10 @@ pub struct StateRow<'a> {
     pub owners: Vec<String>,
     pub open_episodes: usize,
     pub last_observed_at: DateTime<Utc>,
+    /// Set when the latest scan did not read this certificate's account and region: the
+    /// row is what was known then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_scanned_since: Option<DateTime<Utc>>,
 }
 
 pub fn state_row<'a>(
@@ -598,7 +636,17 @@ pub fn state_row<'a>(
         owners,
         open_episodes: record.open_episodes().count(),
         last_observed_at: record.last_observed_at,
+        not_scanned_since: None,
     }
+}
+
+/// `rows` as a table, then a line per account and region the latest scan did not read.
+pub fn state_table_with(rows: &[StateRow<'_>], not_read: &[&StoredRegion]) -> String {
+    let mut out = state_table(rows);
+    for r in not_read {
+        let _ = writeln!(out, "{}", not_scanned_line(r));
+    }
+    out
 }
 
 pub fn state_table(rows: &[StateRow<'_>]) -> String {

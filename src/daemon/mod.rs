@@ -16,4 +16,4 @@ pub mod reconcile;
 mod step;
 
 pub use app::{Daemon, DaemonError};
-pub use step::{ScanOutcome, ScanStore, open_store, record_scan, scan_once};
+pub use step::{ScanOutcome, ScanStore, not_scanned, open_store, record_scan, scan_once};

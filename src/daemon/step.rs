@@ -8,15 +8,36 @@ use chrono::Utc;
 
 use super::DaemonError;
 use super::reconcile::{Reconciled, reconcile_scan};
-use crate::config::Settings;
+use crate::config::{ENABLED_REGIONS, Settings};
 use crate::inventory::scan::{Progress, Scan, scan_all};
-use crate::store::{SledStore, StoreError};
+use crate::store::{SledStore, Store, StoreError, StoredRegion};
 
 /// A scan and what reconciling it decided.
 #[derive(Debug)]
 pub struct ScanOutcome {
     pub scan: Scan,
     pub reconciled: Reconciled,
+    /// Accounts and regions with certificates in the store that this scan did not cover
+    /// (excluded, suspended, removed from the configuration, no longer enabled): kept as they
+    /// were, reported so that nobody takes their silence for an all-clear.
+    pub not_scanned: Vec<StoredRegion>,
+}
+
+/// The stored accounts and regions with live certificates that `scan` had no target for. An
+/// account whose region list could not be read, or an organization that could not be listed,
+/// covers everything under it (it was tried, and failed).
+pub fn not_scanned(store: &dyn Store, scan: &Scan) -> Result<Vec<StoredRegion>, StoreError> {
+    let covered = |r: &StoredRegion| {
+        scan.targets.iter().any(|t| {
+            t.account == "organization"
+                || t.account == r.account && (t.region == r.region || t.region == ENABLED_REGIONS)
+        })
+    };
+    Ok(store
+        .regions()?
+        .into_iter()
+        .filter(|r| r.certificates > 0 && !covered(r))
+        .collect())
 }
 
 /// Opens the state database at `store.path` (created if absent).
@@ -94,15 +115,29 @@ pub async fn record_scan(
         });
     }
     let policy = settings.policy.clone();
-    let (scan, reconciled) = tokio::task::spawn_blocking(move || {
+    let (scan, reconciled, not_scanned) = tokio::task::spawn_blocking(move || {
         let reconciled = reconcile_scan(store.as_ref(), &scan, &policy, Utc::now(), dry_run);
-        (scan, reconciled)
+        let not_scanned = not_scanned(store.as_ref(), &scan);
+        (scan, reconciled, not_scanned)
     })
     .await
     .map_err(|e| DaemonError::Task(format!("the reconcile task failed: {e}")))?;
-    let reconciled = reconciled?;
+    let (reconciled, not_scanned) = (reconciled?, not_scanned?);
     for key in &reconciled.unjudged {
         tracing::warn!(certificate = %key, "expiry unknown: not judged by the lifecycle engine");
     }
-    Ok(ScanOutcome { scan, reconciled })
+    for r in &not_scanned {
+        tracing::warn!(
+            account = %r.account,
+            region = %r.region,
+            certificates = r.certificates,
+            since = %r.last_observed_at,
+            "not scanned any more: its certificates are kept as they were (`certsentinel state forget` drops them)"
+        );
+    }
+    Ok(ScanOutcome {
+        scan,
+        reconciled,
+        not_scanned,
+    })
 }

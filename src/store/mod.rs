@@ -88,6 +88,18 @@ pub const SCHEMA_VERSION: u32 = 3;
 /// Position of an intent in the outbox; increasing in commit order.
 pub type OutboxId = u64;
 
+/// What is stored for one account and region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredRegion {
+    pub account: String,
+    pub region: String,
+    /// Certificates stored there and not deleted.
+    pub certificates: usize,
+    /// When the latest of its certificates (deleted or not) was observed: the last time a
+    /// scan read this account and region in full.
+    pub last_observed_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub id: OutboxId,
@@ -188,6 +200,16 @@ pub trait Store {
         account: &str,
         region: &str,
     ) -> Result<Vec<(CertificateKey, bool)>, StoreError>;
+
+    /// Every account and region with stored certificates, in key order, with how many are not
+    /// deleted and when the latest of them was observed. Reads the location index only.
+    fn regions(&self) -> Result<Vec<StoredRegion>, StoreError>;
+
+    /// Drops everything stored for one account (every region, or only `region`): records,
+    /// their location entries, their undelivered intents and their idempotency keys, in one
+    /// transaction, then flushes. For accounts and regions no longer scanned; a certificate
+    /// seen again afterwards starts a new history. Returns how many certificates it dropped.
+    fn forget(&self, account: &str, region: Option<&str>) -> Result<usize, StoreError>;
 
     /// Intents not yet delivered, oldest first.
     fn outbox_pending(&self) -> Result<Vec<OutboxEntry>, StoreError>;

@@ -21,7 +21,7 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
 };
 
-use super::{OutboxEntry, OutboxId, SCHEMA_VERSION, Store, StoreError};
+use super::{OutboxEntry, OutboxId, SCHEMA_VERSION, Store, StoreError, StoredRegion};
 use crate::ids::CertificateKey;
 use crate::lifecycle::{CertState, CertificateRecord, Decision};
 
@@ -614,6 +614,108 @@ impl Store for SledStore {
             ));
         }
         Ok(keys)
+    }
+
+    fn regions(&self) -> Result<Vec<StoredRegion>, StoreError> {
+        let mut regions: Vec<StoredRegion> = Vec::new();
+        for item in self.locations.iter() {
+            let (k, v) = item?;
+            let malformed = |detail: &str| StoreError::Index {
+                key: key_text(&k),
+                detail: detail.to_string(),
+            };
+            let (deleted, observed) = decode_location(&v).ok_or_else(|| malformed("bad value"))?;
+            let mut parts = k.splitn(3, |b| *b == 0);
+            let (Some(account), Some(region), Some(_)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(malformed("not account/region/id"));
+            };
+            let text = |b: &[u8]| {
+                std::str::from_utf8(b)
+                    .map(str::to_string)
+                    .map_err(|_| malformed("not UTF-8"))
+            };
+            let (account, region) = (text(account)?, text(region)?);
+            // Keys are sorted: one account and region's entries are contiguous.
+            match regions.last_mut() {
+                Some(r) if r.account == account && r.region == region => {
+                    r.certificates += usize::from(!deleted);
+                    r.last_observed_at = r.last_observed_at.max(observed);
+                }
+                _ => regions.push(StoredRegion {
+                    account,
+                    region,
+                    certificates: usize::from(!deleted),
+                    last_observed_at: observed,
+                }),
+            }
+        }
+        Ok(regions)
+    }
+
+    fn forget(&self, account: &str, region: Option<&str>) -> Result<usize, StoreError> {
+        let prefix = match region {
+            Some(region) => region_prefix(account, region),
+            None => {
+                let mut p = account.as_bytes().to_vec();
+                p.push(0);
+                p
+            }
+        };
+        let mut keys: Vec<CertificateKey> = Vec::new();
+        for item in self.locations.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            let text = String::from_utf8_lossy(&k).to_string();
+            let mut parts = text.splitn(3, '\0');
+            if let (Some(a), Some(r), Some(id)) = (parts.next(), parts.next(), parts.next()) {
+                keys.push(CertificateKey {
+                    account: a.to_string(),
+                    region: r.to_string(),
+                    id: id.to_string(),
+                });
+            }
+        }
+        let doomed: std::collections::HashSet<&CertificateKey> = keys.iter().collect();
+        let outbox_ids: Vec<sled::IVec> = self
+            .outbox_pending()?
+            .into_iter()
+            .filter(|e| doomed.contains(&e.intent.certificate))
+            .map(|e| sled::IVec::from(&e.id.to_be_bytes()))
+            .collect();
+        let mut intent_keys: Vec<sled::IVec> = Vec::new();
+        for key in &keys {
+            let prefix = crate::lifecycle::intent_key_prefix(key);
+            for item in self.intent_keys.scan_prefix(prefix.as_bytes()) {
+                intent_keys.push(item?.0);
+            }
+        }
+        (
+            &self.records,
+            &self.locations,
+            &self.outbox,
+            &self.intent_keys,
+        )
+            .transaction(|(records, locations, outbox, index)| {
+                for key in &keys {
+                    records.remove(record_key(key))?;
+                    locations.remove(record_key(key))?;
+                }
+                for id in &outbox_ids {
+                    outbox.remove(id)?;
+                }
+                for k in &intent_keys {
+                    index.remove(k)?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    StoreError::Sled(sled::Error::Unsupported("aborted".into()))
+                }
+            })?;
+        self.flush()?;
+        Ok(keys.len())
     }
 
     fn outbox_pending(&self) -> Result<Vec<OutboxEntry>, StoreError> {

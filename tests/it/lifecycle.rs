@@ -456,3 +456,97 @@ fn a_host_clock_far_from_aws_decides_nothing_and_says_why() {
     let skew = doc["targets"][0]["clock_skew_seconds"].as_i64().unwrap();
     assert!((55..=65).contains(&skew), "{skew}");
 }
+
+#[test]
+fn a_region_no_longer_scanned_is_reported_until_it_is_forgotten_on_purpose() {
+    let fake = FakeControlPlane::start();
+    for region in ["us-east-1", "eu-west-1"] {
+        fake.seed(json!({"region": region,
+            "certificates": [{"id": format!("c{}", &region[..2]), "not_after": days_from_now(20)}],
+            "rest_apis": [{"id": "orders0001", "name": "orders", "stages": [
+                {"name": "prod", "client_certificate_id": format!("c{}", &region[..2]),
+                 "tags": {"owner": "payments"}}]}]}));
+    }
+    let both = config_file(&FAST.replace(
+        "regions = [\"us-east-1\"]",
+        "regions = [\"us-east-1\", \"eu-west-1\"]",
+    ));
+    let (code, _, stderr) = scan_json(certsentinel(Some(&fake), None), &both);
+    assert_eq!(code, 0, "{stderr}");
+
+    // eu-west-1 leaves the configuration: the same database, one region scanned.
+    let text = std::fs::read_to_string(&both.path).unwrap();
+    std::fs::write(&both.path, text.replace(", \"eu-west-1\"", "")).unwrap();
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &both);
+    assert_eq!(code, 0, "{stderr}");
+    let not_scanned = doc["not_scanned"].as_array().unwrap();
+    assert_eq!(not_scanned.len(), 1, "{doc}");
+    assert_eq!(not_scanned[0]["region"], "eu-west-1");
+    assert_eq!(not_scanned[0]["certificates"], 1);
+    assert!(
+        intents(&doc).is_empty(),
+        "nothing there is resolved or closed"
+    );
+    assert!(stderr.contains("not scanned any more"), "{stderr}");
+    let table = state_cmd(&both, &["list"]);
+    assert!(
+        table.contains("123456789012/eu-west-1: NOT SCANNED since"),
+        "{table}"
+    );
+    let rows: Value =
+        serde_json::from_str(&state_cmd(&both, &["list", "--format", "json"])).unwrap();
+    let eu = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "eu-west-1")
+        .unwrap();
+    assert!(eu["not_scanned_since"].is_string(), "{eu}");
+    assert_eq!(
+        eu["open_episodes"], 1,
+        "its episode is kept open, not resolved"
+    );
+
+    // Forgotten on purpose: gone from the state, and a later scan of it starts anew.
+    let said = state_cmd(&both, &["forget", "123456789012/eu-west-1"]);
+    assert!(
+        said.contains("forgot 1 certificate of 123456789012/eu-west-1"),
+        "{said}"
+    );
+    let rows: Value =
+        serde_json::from_str(&state_cmd(&both, &["list", "--format", "json"])).unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["region"] == "us-east-1"),
+        "{rows}"
+    );
+    let out = certsentinel(None, None)
+        .arg("--config")
+        .arg(&both.path)
+        .args(["state", "forget", "123456789012/eu-west-1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "forgetting twice says there is nothing"
+    );
+    std::fs::write(&both.path, text).unwrap();
+    let (code, doc, _) = scan_json(certsentinel(Some(&fake), None), &both);
+    assert_eq!(code, 0);
+    assert!(
+        intents(&doc).iter().any(
+            |i| i["kind"]["type"] == "open_ticket" && i["certificate"]["region"] == "eu-west-1"
+        ),
+        "{}",
+        doc["reconcile"]
+    );
+    // ...and its intents are queued again: forgetting dropped their idempotency keys too.
+    let record = show(&both, "123456789012/eu-west-1/ceu");
+    assert!(
+        !record["pending_intents"].as_array().unwrap().is_empty(),
+        "{record}"
+    );
+}
