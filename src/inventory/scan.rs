@@ -312,7 +312,12 @@ pub async fn scan_region(
     let rest = async {
         let apis = plane.list_rest_apis().await?;
         progress.add_work(apis.len() as u64);
-        let stages = read_stages(&apis, |api| plane.rest_stages(api), progress).await?;
+        let stages = read_stages(
+            &apis,
+            |api| stages_unless_gone(plane, api, plane.rest_stages(api)),
+            progress,
+        )
+        .await?;
         Ok::<_, CallError>((apis, stages))
     };
     let websocket = async {
@@ -320,7 +325,7 @@ pub async fn scan_region(
         progress.add_work(listing.websocket.len() as u64);
         let stages = read_stages(
             &listing.websocket,
-            |api| plane.websocket_stages(api),
+            |api| stages_unless_gone(plane, api, plane.websocket_stages(api)),
             progress,
         )
         .await?;
@@ -365,6 +370,30 @@ pub async fn scan_region(
         .count();
     inventory.certificates.sort_by(|a, b| a.key.cmp(&b.key));
     Ok((inventory, counts))
+}
+
+/// The stages of `api` as `read` gives them, or `None` when the API is confirmed gone. The
+/// listing just named it, so a NotFound for its stages is checked with one read of the API
+/// itself: gone, it was deleted in between; still there, the answers contradict each other and
+/// the account and region fails rather than lose the API's stages.
+async fn stages_unless_gone(
+    plane: &ControlPlane,
+    api: &Api,
+    read: impl std::future::Future<Output = Result<Option<Vec<Stage>>, CallError>>,
+) -> Result<Option<Vec<Stage>>, CallError> {
+    match read.await? {
+        Some(stages) => Ok(Some(stages)),
+        None if plane.api_exists(api.kind, &api.id).await? => Err(CallError::Failed {
+            operation: "GetStages",
+            kind: FailureKind::Inconsistent,
+            attempts: 1,
+            message: format!(
+                "the {} API {} was listed and still exists, but its stages were answered NotFound",
+                api.kind, api.id
+            ),
+        }),
+        None => Ok(None),
+    }
 }
 
 /// A listed certificate with its PEM read.

@@ -19,7 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["ids", "lifecycle"]),
     (
         "output",
-        &["config", "ids", "inventory", "lifecycle", "observe"],
+        &["config", "ids", "inventory", "lifecycle", "observe", "store"],
     ),
     (
         "daemon",
