@@ -325,6 +325,7 @@ impl Estate {
             finished_at: started_at + Duration::minutes(5),
             targets,
             inventories,
+            readers: Default::default(),
         }
     }
 

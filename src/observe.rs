@@ -5,7 +5,7 @@
 //! the store I/O. It sits after `inventory` and `lifecycle` in the flow, so neither of them
 //! needs to know the other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -25,10 +25,19 @@ pub struct RegionIndex<'a> {
     dangling: HashMap<&'a str, Vec<&'a StageUse>>,
     account: &'a str,
     region: &'a str,
+    /// Stages absent from the listing that a targeted read confirmed gone.
+    confirmed_gone: &'a HashSet<StageKey>,
 }
 
+/// Stages a certificate's record names that the scan no longer lists, not yet confirmed gone
+/// by a targeted read: until they are, nothing about them may be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InDoubt(pub Vec<StageKey>);
+
 impl<'a> RegionIndex<'a> {
-    pub fn new(inventory: &'a RegionInventory) -> Self {
+    /// What `inventory` says; a stage it does not list counts as deleted only if it is in
+    /// `confirmed_gone`.
+    pub fn new(inventory: &'a RegionInventory, confirmed_gone: &'a HashSet<StageKey>) -> Self {
         RegionIndex {
             stages: inventory
                 .stages
@@ -48,15 +57,22 @@ impl<'a> RegionIndex<'a> {
             }),
             account: &inventory.account,
             region: &inventory.region,
+            confirmed_gone,
         }
     }
 
     /// Where a stage that no longer presents `certificate` went, when the scan can tell:
-    /// deleted, or switched to another certificate. `None` when it now presents nothing, or a
-    /// reference that resolves to nothing: that is no rotation.
-    fn fate(&self, stage: &StageKey, certificate: &CertificateKey) -> Option<StageFate> {
-        match self.stages.get(stage) {
-            None => Some(StageFate::Deleted),
+    /// deleted (confirmed), or switched to another certificate. `Ok(None)` when it now presents
+    /// nothing, or a reference that resolves to nothing: that is no rotation. `Err` when the
+    /// listing lacks it and no read has confirmed it gone.
+    fn fate(
+        &self,
+        stage: &StageKey,
+        certificate: &CertificateKey,
+    ) -> Result<Option<StageFate>, StageKey> {
+        Ok(match self.stages.get(stage) {
+            None if self.confirmed_gone.contains(stage) => Some(StageFate::Deleted),
+            None => return Err(stage.clone()),
             Some(Some(reference)) if self.dangling.contains_key(reference) => None,
             Some(Some(reference)) if *reference != certificate.id => Some(StageFate::SwitchedTo {
                 certificate: CertificateKey {
@@ -68,6 +84,32 @@ impl<'a> RegionIndex<'a> {
                 certificate_not_after: self.certificates.get(reference).and_then(|c| c.not_after),
             }),
             Some(_) => None,
+        })
+    }
+
+    /// The fates of the stages in `before` that `now` lacks; every stage the listing lost and
+    /// no read confirmed gone, as the doubt.
+    fn departures<'u>(
+        &self,
+        before: impl Iterator<Item = &'u StageUser>,
+        now: &[StageUser],
+        certificate: &CertificateKey,
+    ) -> Result<BTreeMap<StageKey, StageFate>, InDoubt> {
+        let mut departed = BTreeMap::new();
+        let mut doubts = Vec::new();
+        for old in before.filter(|old| !now.iter().any(|u| u.stage == old.stage)) {
+            match self.fate(&old.stage, certificate) {
+                Ok(Some(fate)) => {
+                    departed.insert(old.stage.clone(), fate);
+                }
+                Ok(None) => {}
+                Err(stage) => doubts.push(stage),
+            }
+        }
+        if doubts.is_empty() {
+            Ok(departed)
+        } else {
+            Err(InDoubt(doubts))
         }
     }
 }
@@ -100,28 +142,22 @@ pub fn renewal_outlook(kind: &CertificateKind) -> RenewalOutlook {
     }
 }
 
-/// The observation of a certificate the scan read. `None` when its expiry is unknown (no
-/// readable date): the engine cannot judge it, and it is surely not gone.
+/// The observation of a certificate the scan read. `Ok(None)` when its expiry is unknown (no
+/// readable date): the engine cannot judge it, and it is surely not gone. `Err` while a stage
+/// it had is missing from the listing without a read confirming it gone.
 pub fn present(
     certificate: &Certificate,
     index: &RegionIndex<'_>,
     previous: Option<&CertificateRecord>,
     observed_at: DateTime<Utc>,
-) -> Option<Observation> {
-    let not_after = certificate.not_after?;
+) -> Result<Option<Observation>, InDoubt> {
+    let Some(not_after) = certificate.not_after else {
+        return Ok(None);
+    };
     let users: Vec<StageUser> = certificate.used_by.iter().map(stage_user).collect();
-    let departed: BTreeMap<StageKey, StageFate> = previous
-        .map(|r| r.users.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter(|old| !users.iter().any(|u| u.stage == old.stage))
-        .filter_map(|old| {
-            index
-                .fate(&old.stage, &certificate.key)
-                .map(|f| (old.stage.clone(), f))
-        })
-        .collect();
-    Some(Observation {
+    let before = previous.map(|r| r.users.as_slice()).unwrap_or_default();
+    let departed = index.departures(before.iter(), &users, &certificate.key)?;
+    Ok(Some(Observation {
         certificate: certificate.key.clone(),
         observed_at,
         source: ObservationSource::FullScan,
@@ -132,7 +168,7 @@ pub fn present(
             users,
             departed,
         },
-    })
+    }))
 }
 
 /// The observation of a stored certificate that a complete scan of its region did not find.
@@ -144,7 +180,7 @@ pub fn missing(
     record: &CertificateRecord,
     index: &RegionIndex<'_>,
     observed_at: DateTime<Utc>,
-) -> Option<Observation> {
+) -> Result<Option<Observation>, InDoubt> {
     // Stages that still name it although it cannot be read depend on it whatever happened
     // to it: their owners' episodes stay open and an expiry is an incident. An ACM
     // certificate nobody names is unused, not gone (it was simply not read).
@@ -153,18 +189,12 @@ pub fn missing(
         let users: Vec<StageUser> = still_named
             .map(|stages| stages.iter().copied().map(stage_user).collect())
             .unwrap_or_default();
-        let departed = record
-            .users
-            .iter()
-            .filter(|old| !users.iter().any(|u| u.stage == old.stage))
-            .filter_map(|u| {
-                index
-                    .fate(&u.stage, &record.key)
-                    .map(|f| (u.stage.clone(), f))
-            })
-            .collect();
+        let departed = index.departures(record.users.iter(), &users, &record.key)?;
+        let Some(not_after) = record.not_after else {
+            return Ok(None);
+        };
         Seen::Present {
-            not_after: record.not_after?,
+            not_after,
             created_at: record.created_at,
             renewal: record.renewal.unwrap_or(RenewalOutlook::Manual),
             users,
@@ -173,12 +203,12 @@ pub fn missing(
     } else {
         Seen::Gone
     };
-    Some(Observation {
+    Ok(Some(Observation {
         certificate: record.key.clone(),
         observed_at,
         source: ObservationSource::FullScan,
         seen,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -240,7 +270,9 @@ mod tests {
             ],
             dangling: vec![],
         };
-        let index = RegionIndex::new(&inventory);
+        // beta was confirmed deleted by a targeted read.
+        let confirmed = HashSet::from([stage("a", "beta")]);
+        let index = RegionIndex::new(&inventory, &confirmed);
         let now = at(0.0);
         // Previously presented by prod (now switched), dev (now presents nothing) and beta
         // (deleted).
@@ -253,9 +285,12 @@ mod tests {
             None,
             now,
         )
+        .unwrap()
         .unwrap();
         let previous = decide(None, &previous_obs, &Policy::default(), now).record;
-        let obs = present(&old, &index, Some(&previous), now).unwrap();
+        let obs = present(&old, &index, Some(&previous), now)
+            .unwrap()
+            .unwrap();
         let Seen::Present { departed, .. } = obs.seen else {
             panic!()
         };
@@ -265,6 +300,15 @@ mod tests {
             &departed[&stage("a", "prod")],
             StageFate::SwitchedTo { certificate, certificate_created_at: Some(_), certificate_not_after: Some(_) } if certificate.id == "new"
         ));
+
+        // Unconfirmed, beta's absence from the listing is a doubt, not a deletion: the
+        // certificate is not observed at all.
+        let unconfirmed = HashSet::new();
+        let index = RegionIndex::new(&inventory, &unconfirmed);
+        assert_eq!(
+            present(&old, &index, Some(&previous), now),
+            Err(InDoubt(vec![stage("a", "beta")]))
+        );
     }
 
     #[test]
@@ -278,7 +322,10 @@ mod tests {
             stages: vec![],
             dangling: vec![],
         };
-        let first = present(&used, &RegionIndex::new(&empty), None, now).unwrap();
+        let none = HashSet::new();
+        let first = present(&used, &RegionIndex::new(&empty, &none), None, now)
+            .unwrap()
+            .unwrap();
         let record = decide(None, &first, &Policy::default(), now).record;
         // Deleted from API Gateway, while prod still names it.
         let after = RegionInventory {
@@ -297,7 +344,9 @@ mod tests {
                 reason: "deleted".into(),
             }],
         };
-        let obs = missing(&record, &RegionIndex::new(&after), now).unwrap();
+        let obs = missing(&record, &RegionIndex::new(&after, &none), now)
+            .unwrap()
+            .unwrap();
         let Seen::Present {
             users, departed, ..
         } = obs.seen
@@ -318,7 +367,8 @@ mod tests {
             ..after
         };
         assert_eq!(
-            missing(&record, &RegionIndex::new(&gone), now)
+            missing(&record, &RegionIndex::new(&gone, &none), now)
+                .unwrap()
                 .unwrap()
                 .seen,
             Seen::Gone

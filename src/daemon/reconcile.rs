@@ -2,15 +2,20 @@
 //! becomes an observation, the engine decides, and the decisions are committed durably in
 //! batches. Certificates stored for a complete region but not found again are observed gone;
 //! regions that failed are not touched at all, so nothing is resolved on what could not be read.
+//!
+//! A stage that a certificate's record names and the listing lacks is not taken for deleted on
+//! the listing's word: the certificate is left undecided and reported `in_doubt`, the caller
+//! confirms those stages with targeted reads, and [`reconcile_certificates`] decides just those
+//! certificates with the stages confirmed gone.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::ids::CertificateKey;
+use crate::ids::{CertificateKey, StageKey};
 use crate::inventory::scan::{Scan, TargetStatus};
 use crate::lifecycle::{Decision, Intent, Policy, decide};
-use crate::observe::{RegionIndex, missing, present};
+use crate::observe::{InDoubt, RegionIndex, missing, present};
 use crate::store::{Store, StoreError};
 
 /// Decisions are committed (and flushed) this many at a time, bounding memory on large estates.
@@ -27,10 +32,25 @@ pub struct Reconciled {
     pub intents: Vec<Intent>,
     /// Certificates whose expiry could not be read: not judged, not taken for gone.
     pub unjudged: Vec<CertificateKey>,
+    /// Certificates left undecided because stages their record names are missing from the
+    /// listing and not yet confirmed gone, with those stages.
+    pub in_doubt: Vec<(CertificateKey, Vec<StageKey>)>,
     pub committed: bool,
 }
 
+impl Reconciled {
+    /// Adds what a later pass over some of the same scan's certificates decided.
+    pub fn absorb(&mut self, later: Reconciled) {
+        self.observations += later.observations;
+        self.stale += later.stale;
+        self.intents.extend(later.intents);
+        self.unjudged.extend(later.unjudged);
+        self.in_doubt.extend(later.in_doubt);
+    }
+}
+
 /// Decides every observation of `scan` against `store`, committing unless `dry_run`.
+/// Certificates with stages in doubt are left undecided (see the module documentation).
 pub fn reconcile_scan(
     store: &dyn Store,
     scan: &Scan,
@@ -38,9 +58,44 @@ pub fn reconcile_scan(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<Reconciled, StoreError> {
+    reconcile(store, scan, policy, now, dry_run, None, &HashSet::new())
+}
+
+/// Decides only the certificates `only` of `scan`, counting the stages in `confirmed_gone` as
+/// deleted: the second pass, once the stages in doubt have been read.
+pub fn reconcile_certificates(
+    store: &dyn Store,
+    scan: &Scan,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    only: &HashSet<CertificateKey>,
+    confirmed_gone: &HashSet<StageKey>,
+) -> Result<Reconciled, StoreError> {
+    reconcile(
+        store,
+        scan,
+        policy,
+        now,
+        dry_run,
+        Some(only),
+        confirmed_gone,
+    )
+}
+
+fn reconcile(
+    store: &dyn Store,
+    scan: &Scan,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    only: Option<&HashSet<CertificateKey>>,
+    confirmed_gone: &HashSet<StageKey>,
+) -> Result<Reconciled, StoreError> {
     let observed_at = scan.started_at;
+    let wanted = |key: &CertificateKey| only.is_none_or(|only| only.contains(key));
     tracing::info!(
-        certificates = scan.certificates().count(),
+        certificates = only.map_or_else(|| scan.certificates().count(), HashSet::len),
         dry_run,
         "reconciling the scan into the state database"
     );
@@ -71,16 +126,20 @@ pub fn reconcile_scan(
     let mut seen: HashSet<&CertificateKey> = HashSet::new();
 
     for inventory in &scan.inventories {
-        let index = RegionIndex::new(inventory);
+        let index = RegionIndex::new(inventory, confirmed_gone);
         for certificate in &inventory.certificates {
             seen.insert(&certificate.key);
+            if !wanted(&certificate.key) {
+                continue;
+            }
             let previous = store.load(&certificate.key)?;
             match present(certificate, &index, previous.as_ref(), observed_at) {
-                Some(obs) => {
+                Ok(Some(obs)) => {
                     out.observations += 1;
                     pending.push(decide(previous.as_ref(), &obs, policy, now));
                 }
-                None => out.unjudged.push(certificate.key.clone()),
+                Ok(None) => out.unjudged.push(certificate.key.clone()),
+                Err(InDoubt(stages)) => out.in_doubt.push((certificate.key.clone(), stages)),
             }
             if pending.len() >= BATCH {
                 flush(&mut pending, &mut out)?;
@@ -98,7 +157,7 @@ pub fn reconcile_scan(
             continue;
         }
         for (key, deleted) in store.keys_in(region.0, region.1)? {
-            if !deleted && !seen.contains(&key) {
+            if !deleted && !seen.contains(&key) && wanted(&key) {
                 absent.push((key, i));
             }
         }
@@ -112,10 +171,15 @@ pub fn reconcile_scan(
         let Some(record) = store.load(&key)? else {
             continue;
         };
-        let index = indexes[i].get_or_insert_with(|| RegionIndex::new(&scan.inventories[i]));
-        if let Some(obs) = missing(&record, index, observed_at) {
-            out.observations += 1;
-            pending.push(decide(Some(&record), &obs, policy, now));
+        let index = indexes[i]
+            .get_or_insert_with(|| RegionIndex::new(&scan.inventories[i], confirmed_gone));
+        match missing(&record, index, observed_at) {
+            Ok(Some(obs)) => {
+                out.observations += 1;
+                pending.push(decide(Some(&record), &obs, policy, now));
+            }
+            Ok(None) => {}
+            Err(InDoubt(stages)) => out.in_doubt.push((key, stages)),
         }
         if pending.len() >= BATCH {
             flush(&mut pending, &mut out)?;
@@ -125,6 +189,7 @@ pub fn reconcile_scan(
     tracing::info!(
         observations = out.observations,
         intents = out.intents.len(),
+        in_doubt = out.in_doubt.len(),
         committed = out.committed,
         "reconciled"
     );
@@ -215,6 +280,7 @@ mod tests {
                 .iter()
                 .filter_map(|(region, ids)| ids.map(|ids| inventory(region, ids)))
                 .collect(),
+            readers: Default::default(),
         }
     }
 

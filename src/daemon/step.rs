@@ -6,10 +6,15 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use chrono::Utc;
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
 use super::DaemonError;
-use super::reconcile::{Reconciled, reconcile_scan};
+use super::reconcile::{Reconciled, reconcile_certificates, reconcile_scan};
 use crate::config::{ENABLED_REGIONS, Settings};
+use crate::ids::{CertificateKey, StageKey, StageKind};
+use crate::inventory::call::FailureKind;
 use crate::inventory::scan::{Progress, Scan, scan_all};
+use crate::inventory::scan::{Readers, TargetStatus};
 use crate::store::{SledStore, Store, StoreError, StoredRegion};
 
 /// A scan and what reconciling it decided.
@@ -38,6 +43,88 @@ pub fn not_scanned(store: &dyn Store, scan: &Scan) -> Result<Vec<StoredRegion>, 
         .into_iter()
         .filter(|r| r.certificates > 0 && !covered(r))
         .collect())
+}
+
+/// Runs store work on a blocking thread: it decodes and writes, and must not stall the
+/// runtime. Once started it runs to its end, even if the caller's future is dropped.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| DaemonError::Task(format!("the reconcile task failed: {e}")))
+}
+
+/// What targeted reads said of the stages the listings lost.
+#[derive(Debug, Default)]
+struct Confirmation {
+    /// Stages a read found gone (their API, or the stage itself).
+    gone: HashSet<StageKey>,
+    /// Accounts and regions where a lost stage still exists, or could not be read: why.
+    doubtful: BTreeMap<(String, String), String>,
+}
+
+/// Reads once more each stage the listings lost: one read of its API (gone: every stage of
+/// it is), then, for an API still there, one read per stage.
+async fn confirm_gone(
+    readers: &Readers,
+    doubts: &[(CertificateKey, Vec<StageKey>)],
+) -> Confirmation {
+    let mut apis: BTreeMap<(String, String, StageKind, String), BTreeSet<StageKey>> =
+        BTreeMap::new();
+    for stage in doubts.iter().flat_map(|(_, stages)| stages) {
+        apis.entry((
+            stage.account.clone(),
+            stage.region.clone(),
+            stage.kind,
+            stage.api_id.clone(),
+        ))
+        .or_default()
+        .insert(stage.clone());
+    }
+    let mut confirmed = Confirmation::default();
+    for ((account, region, kind, api_id), stages) in apis {
+        let target = (account.clone(), region.clone());
+        if confirmed.doubtful.contains_key(&target) {
+            continue;
+        }
+        let Some(plane) = readers.get(&account, &region) else {
+            confirmed
+                .doubtful
+                .insert(target, "no reader for this account and region".into());
+            continue;
+        };
+        match plane.api_exists(kind, &api_id).await {
+            Ok(false) => {
+                confirmed.gone.extend(stages);
+                continue;
+            }
+            Ok(true) => {}
+            Err(e) => {
+                confirmed.doubtful.insert(target, e.to_string());
+                continue;
+            }
+        }
+        for stage in stages {
+            match plane.stage_exists(&stage).await {
+                Ok(false) => {
+                    confirmed.gone.insert(stage);
+                }
+                Ok(true) => {
+                    confirmed.doubtful.insert(
+                        target,
+                        format!("the listing lost stage {stage}, which still exists"),
+                    );
+                    break;
+                }
+                Err(e) => {
+                    confirmed.doubtful.insert(target, e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    confirmed
 }
 
 /// Opens the state database at `store.path` (created if absent).
@@ -115,14 +202,67 @@ pub async fn record_scan(
         });
     }
     let policy = settings.policy.clone();
-    let (scan, reconciled, not_scanned) = tokio::task::spawn_blocking(move || {
-        let reconciled = reconcile_scan(store.as_ref(), &scan, &policy, Utc::now(), dry_run);
-        let not_scanned = not_scanned(store.as_ref(), &scan);
-        (scan, reconciled, not_scanned)
+    let pass_store = store.clone();
+    let (mut scan, reconciled) = blocking(move || {
+        let reconciled = reconcile_scan(pass_store.as_ref(), &scan, &policy, Utc::now(), dry_run);
+        (scan, reconciled)
     })
-    .await
-    .map_err(|e| DaemonError::Task(format!("the reconcile task failed: {e}")))?;
-    let (reconciled, not_scanned) = (reconciled?, not_scanned?);
+    .await?;
+    let mut reconciled = reconciled?;
+
+    // Stages the listings lost: confirmed gone by a targeted read, the certificates that
+    // named them are decided; otherwise their account and region is in doubt, fails, and
+    // nothing of those certificates is decided.
+    let doubts = std::mem::take(&mut reconciled.in_doubt);
+    if !doubts.is_empty() {
+        let confirmed = confirm_gone(&scan.readers, &doubts).await;
+        for target in &mut scan.targets {
+            if let Some(reason) = confirmed
+                .doubtful
+                .get(&(target.account.clone(), target.region.clone()))
+            {
+                tracing::warn!(account = %target.account, region = %target.region, %reason, "account and region in doubt: nothing that depends on it is decided");
+                target.status = TargetStatus::Failed {
+                    reason_kind: FailureKind::Inconsistent,
+                    error: reason.clone(),
+                };
+            }
+            if let Some(plane) = scan.readers.get(&target.account, &target.region) {
+                target.calls = plane.calls();
+            }
+        }
+        let region_of = |k: &CertificateKey| (k.account.clone(), k.region.clone());
+        let (decidable, undecided): (Vec<_>, Vec<_>) = doubts
+            .into_iter()
+            .partition(|(k, _)| !confirmed.doubtful.contains_key(&region_of(k)));
+        let only: HashSet<CertificateKey> = decidable.into_iter().map(|(k, _)| k).collect();
+        let gone = confirmed.gone;
+        let policy = settings.policy.clone();
+        let pass_store = store.clone();
+        let (returned, second) = blocking(move || {
+            let second = reconcile_certificates(
+                pass_store.as_ref(),
+                &scan,
+                &policy,
+                Utc::now(),
+                dry_run,
+                &only,
+                &gone,
+            );
+            (scan, second)
+        })
+        .await?;
+        scan = returned;
+        reconciled.absorb(second?);
+        reconciled.in_doubt.extend(undecided);
+    }
+    let report_store = store.clone();
+    let (scan, not_scanned) = blocking(move || {
+        let not_scanned = not_scanned(report_store.as_ref(), &scan);
+        (scan, not_scanned)
+    })
+    .await?;
+    let not_scanned = not_scanned?;
     for key in &reconciled.unjudged {
         tracing::warn!(certificate = %key, "expiry unknown: not judged by the lifecycle engine");
     }

@@ -91,6 +91,27 @@ pub struct Scan {
     pub targets: Vec<TargetReport>,
     /// Inventories of the complete targets only, in target order.
     pub inventories: Vec<RegionInventory>,
+    /// The readers of the complete targets, for the targeted reads that settle what the
+    /// listings left in doubt.
+    pub readers: Readers,
+}
+
+/// The control plane of each complete account and region of a scan, by (account, region).
+/// Not data: kept so that a stage a listing lost can be read once more, with the same
+/// credentials, rate limit and call counter.
+#[derive(Clone, Default)]
+pub struct Readers(BTreeMap<(String, String), Arc<ControlPlane>>);
+
+impl Readers {
+    pub fn get(&self, account: &str, region: &str) -> Option<&Arc<ControlPlane>> {
+        self.0.get(&(account.to_string(), region.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 impl Scan {
@@ -130,21 +151,29 @@ pub async fn scan_all(settings: &Settings, base: &SdkConfig, progress: Arc<dyn P
     let mut targets = Vec::new();
     let opened = open_accounts(settings, base, &mut targets).await;
     let work = regions_of(settings, opened, &mut targets).await;
-    let results: Vec<(TargetReport, Option<RegionInventory>)> = stream::iter(work)
-        .map(|(session, region)| scan_target(settings, session, region, progress.clone()))
-        .buffered(settings.aws.parallel_targets)
-        .collect()
-        .await;
+    let results: Vec<(TargetReport, Option<(RegionInventory, Arc<ControlPlane>)>)> =
+        stream::iter(work)
+            .map(|(session, region)| scan_target(settings, session, region, progress.clone()))
+            .buffered(settings.aws.parallel_targets)
+            .collect()
+            .await;
     let mut inventories = Vec::new();
-    for (report, inventory) in results {
+    let mut readers = Readers::default();
+    for (report, complete) in results {
+        if let Some((inventory, plane)) = complete {
+            readers
+                .0
+                .insert((report.account.clone(), report.region.clone()), plane);
+            inventories.push(inventory);
+        }
         targets.push(report);
-        inventories.extend(inventory);
     }
     Scan {
         started_at,
         finished_at: Utc::now(),
         targets,
         inventories,
+        readers,
     }
 }
 
@@ -254,10 +283,10 @@ async fn scan_target(
     session: AccountSession,
     region: String,
     progress: Arc<dyn Progress>,
-) -> (TargetReport, Option<RegionInventory>) {
+) -> (TargetReport, Option<(RegionInventory, Arc<ControlPlane>)>) {
     let sdk = aws::in_region(&session.sdk, &region);
     let gate = CallGate::new(&settings.aws.rate_limit, &settings.aws.retry);
-    let plane = ControlPlane::new(&session.id, &region, &sdk, gate);
+    let plane = Arc::new(ControlPlane::new(&session.id, &region, &sdk, gate));
     let rules = OwnershipRules::new(&settings.ownership);
     // A target that keeps answering slowly (or throttling for ever) must not hold the scan
     // hostage: past its deadline it fails, and the scan is partial.
@@ -289,7 +318,10 @@ async fn scan_target(
         clock_skew_seconds: plane.clock_skew_seconds(),
     };
     match outcome {
-        Ok((inventory, counts)) => (report(TargetStatus::Complete, counts), Some(inventory)),
+        Ok((inventory, counts)) => (
+            report(TargetStatus::Complete, counts),
+            Some((inventory, plane.clone())),
+        ),
         Err(e) => {
             tracing::warn!(account = %session.id, %region, error = %e, "region scan incomplete");
             let status = TargetStatus::Failed {

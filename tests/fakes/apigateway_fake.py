@@ -781,13 +781,22 @@ def v2_max_results(fake, query, default):
 # Faults that answer a listing successfully but with a broken paging token, as a buggy or
 # hostile service could: "repeat_token" always hands out the same token, "endless_token" a new
 # one each time, so a client that trusts tokens pages forever.
-PAGE_FAULTS = ("repeat_token", "endless_token")
+PAGE_FAULTS = ("repeat_token", "endless_token", "omit_item")
+# Of those, the faults whose broken token comes back to us.
+TOKEN_FAULTS = ("repeat_token", "endless_token")
 _endless = itertools.count(1)
 
 
-def page_fault(kind, out):
+def page_fault(fault, out):
+    """A listing's answer, broken as `fault` says: "omit_item" leaves out the item whose id
+    is `fault["id"]` (a page that lost an item, as concurrent changes can make a listing do)."""
+    kind = fault["kind"]
     doc = json.loads(out)
-    key = "nextToken" if "items" in doc else "position"
+    items = "items" if "items" in doc else "item"
+    if kind == "omit_item":
+        doc[items] = [i for i in doc.get(items, []) if fault.get("id") not in (i.get("id"), i.get("apiId"))]
+        return json.dumps(doc)
+    key = "nextToken" if items == "items" else "position"
     doc[key] = "c3RpbGwtdGhlLXNhbWU" if kind == "repeat_token" else f"bm90LXRoZS1lbmQ{next(_endless)}"
     return json.dumps(doc)
 
@@ -1490,13 +1499,13 @@ class Handler(BaseHTTPRequestHandler):
             if fault is not None and fault["kind"] not in PAGE_FAULTS:
                 raise fake.fault_error(fault)
             p = fake.part(account, region)
-            if fault is not None:
+            if fault is not None and fault["kind"] in TOKEN_FAULTS:
                 # The broken token we handed out is not ours to decode: serve the first page
                 # again, with another broken token.
                 query = {k: v for k, v in query.items() if k not in ("position", "nextToken")}
             status, out = r[1](fake, p, query, body, r[2])
             if fault is not None:
-                out = page_fault(fault["kind"], out)
+                out = page_fault(fault, out)
         self.send(status, out)
 
     # -- admin ----------------------------------------------------------------------------------
@@ -1606,7 +1615,7 @@ class Handler(BaseHTTPRequestHandler):
             raise AdminError("count must be >= 1")
         f = {"operation": self._check_op(b.get("operation") or "*"), "kind": b["kind"],
              "count": count, "remaining": count}
-        for k in ("retry_after_seconds", "status", "error_type", "message", "account", "region"):
+        for k in ("retry_after_seconds", "status", "error_type", "message", "account", "region", "id"):
             if b.get(k) is not None:
                 f[k] = b[k]
         if "status" in f:

@@ -19,7 +19,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["ids", "lifecycle"]),
     (
         "output",
-        &["config", "ids", "inventory", "lifecycle", "observe", "store"],
+        &[
+            "config",
+            "ids",
+            "inventory",
+            "lifecycle",
+            "observe",
+            "store",
+        ],
     ),
     (
         "daemon",

@@ -550,3 +550,88 @@ fn a_region_no_longer_scanned_is_reported_until_it_is_forgotten_on_purpose() {
         "{record}"
     );
 }
+
+/// The intents of a scan document of one kind.
+fn of_kind<'a>(doc: &'a Value, kind: &str) -> Vec<&'a Value> {
+    doc["reconcile"]["intents"]
+        .as_array()
+        .map(|a| a.iter().filter(|i| i["kind"]["type"] == kind).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn stages_a_scan_could_not_find_are_confirmed_gone_before_anything_is_resolved() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let config = config_file(FAST);
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(of_kind(&doc, "open_ticket").len(), 2, "payments and search");
+
+    // The API was listed, but its stages answer NotFound: one read of the API says it is
+    // still there, so the region is in doubt and nothing is resolved.
+    fake.fault_spec(json!({"operation": "GetStages", "kind": "error", "status": 404,
+                           "error_type": "NotFoundException", "message": "Invalid API identifier specified"}));
+    let (code, doc, _) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 3, "{}", doc["targets"]);
+    assert_eq!(doc["targets"][0]["reason_kind"], "inconsistent");
+    assert!(intents(&doc).is_empty(), "{}", doc["reconcile"]);
+
+    // A page of the API listing lost the API: its stages are missing; a read of the API
+    // finds it, so the region is in doubt and nothing is resolved, no partner told.
+    fake.fault_spec(json!({"operation": "GetRestApis", "kind": "omit_item", "id": "orders0001"}));
+    fake.reset_calls();
+    let (code, doc, _) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 3, "{}", doc["targets"]);
+    assert_eq!(doc["targets"][0]["reason_kind"], "inconsistent");
+    assert!(
+        doc["targets"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("still exists"),
+        "{}",
+        doc["targets"][0]
+    );
+    assert!(intents(&doc).is_empty(), "{}", doc["reconcile"]);
+    assert_eq!(
+        fake.calls_of("GetRestApi"),
+        1,
+        "one read of the API settles it"
+    );
+    let record = show(&config, "oldcert001");
+    assert_eq!(
+        record["record"]["episodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["resolved_at"].is_null())
+            .count(),
+        2,
+        "both episodes stay open: {record}"
+    );
+
+    // A scan that reads everything again decides nothing: nothing was lost on the way.
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(intents(&doc).is_empty(), "{}", doc["reconcile"]);
+
+    // Really deleted: the read confirms it, and the episodes close as stage_deleted.
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "delete-rest-api",
+            "--rest-api-id",
+            "orders0001",
+        ],
+    );
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    let resolved = of_kind(&doc, "resolve_ticket");
+    assert_eq!(resolved.len(), 2, "{}", doc["reconcile"]);
+    assert!(
+        resolved
+            .iter()
+            .all(|r| r["kind"]["how"]["how"] == "stage_deleted")
+    );
+}
