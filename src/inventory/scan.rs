@@ -151,12 +151,11 @@ pub async fn scan_all(settings: &Settings, base: &SdkConfig, progress: Arc<dyn P
     let mut targets = Vec::new();
     let opened = open_accounts(settings, base, &mut targets).await;
     let work = regions_of(settings, opened, &mut targets).await;
-    let results: Vec<(TargetReport, Option<(RegionInventory, Arc<ControlPlane>)>)> =
-        stream::iter(work)
-            .map(|(session, region)| scan_target(settings, session, region, progress.clone()))
-            .buffered(settings.aws.parallel_targets)
-            .collect()
-            .await;
+    let results: Vec<(TargetReport, Option<ReadTarget>)> = stream::iter(work)
+        .map(|(session, region)| scan_target(settings, session, region, progress.clone()))
+        .buffered(settings.aws.parallel_targets)
+        .collect()
+        .await;
     let mut inventories = Vec::new();
     let mut readers = Readers::default();
     for (report, complete) in results {
@@ -277,13 +276,16 @@ async fn regions_of(
     work
 }
 
+/// A complete account and region: what it holds, and the reader that read it.
+type ReadTarget = (RegionInventory, Arc<ControlPlane>);
+
 /// Scans one account and region with its own call gate; a failure is reported, not raised.
 async fn scan_target(
     settings: &Settings,
     session: AccountSession,
     region: String,
     progress: Arc<dyn Progress>,
-) -> (TargetReport, Option<(RegionInventory, Arc<ControlPlane>)>) {
+) -> (TargetReport, Option<ReadTarget>) {
     let sdk = aws::in_region(&session.sdk, &region);
     let gate = CallGate::new(&settings.aws.rate_limit, &settings.aws.retry);
     let plane = Arc::new(ControlPlane::new(&session.id, &region, &sdk, gate));
