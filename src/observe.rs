@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::ids::{CertificateKey, StageKey, is_acm_arn};
 use crate::inventory::model::{Certificate, CertificateKind, RegionInventory, StageUse};
 use crate::lifecycle::{
-    CertificateRecord, Observation, ObservationSource, RenewalOutlook, Seen, StageFate, StageUser,
+    CertState, CertificateRecord, Observation, ObservationSource, RenewalOutlook, Seen, StageFate,
+    StageUser,
 };
 
 /// What a complete region scan says about every stage and certificate in it.
@@ -209,6 +210,28 @@ pub fn missing(
         source: ObservationSource::FullScan,
         seen,
     }))
+}
+
+/// What `record` last knew, observed again at `t` without a read, for a certificate whose
+/// account and region cannot be read: the same stages, the same expiry, nobody departed, so
+/// that its steps and incident still come on time (marked unconfirmed) and nothing resolves.
+/// `None` when nothing could escalate: deleted, presented by no stage, or no known expiry.
+pub fn unconfirmed(record: &CertificateRecord, t: DateTime<Utc>) -> Option<Observation> {
+    if record.state == CertState::Deleted || record.users.is_empty() {
+        return None;
+    }
+    Some(Observation {
+        certificate: record.key.clone(),
+        observed_at: t,
+        source: ObservationSource::Unconfirmed,
+        seen: Seen::Present {
+            not_after: record.not_after?,
+            created_at: record.created_at,
+            renewal: record.renewal.unwrap_or(RenewalOutlook::Manual),
+            users: record.users.clone(),
+            departed: BTreeMap::new(),
+        },
+    })
 }
 
 #[cfg(test)]

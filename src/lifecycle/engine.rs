@@ -53,12 +53,14 @@ pub fn decide(
         partner_emails: BTreeSet::new(),
     });
     let previous_state = record.map(|r| r.state);
+    let unconfirmed = obs.source == ObservationSource::Unconfirmed;
     let mut step = Step {
         rec: &mut rec,
         policy,
         t,
         now,
         intents: Vec::new(),
+        unconfirmed,
     };
     let state = match &obs.seen {
         Seen::Gone => step.gone(),
@@ -77,7 +79,10 @@ pub fn decide(
             previous_state,
         ),
     };
-    let intents = step.intents;
+    let mut intents = step.intents;
+    for intent in &mut intents {
+        intent.unconfirmed = unconfirmed;
+    }
     if previous_state != Some(state) {
         rec.history.push(Transition {
             at: t,
@@ -88,8 +93,11 @@ pub fn decide(
         });
     }
     rec.state = state;
-    rec.last_observed_at = t;
-    rec.last_source = obs.source;
+    // What was read last stays what was read last: an unconfirmed observation read nothing.
+    if !unconfirmed || record.is_none() {
+        rec.last_observed_at = t;
+        rec.last_source = obs.source;
+    }
     rec.updated_at = now;
     rec.intents_emitted += intents.len() as u64;
     Decision {
@@ -201,6 +209,9 @@ struct Step<'a> {
     t: Instant,
     now: Instant,
     intents: Vec<Intent>,
+    /// Deciding from what was last known, without a read: partners are told nothing (a
+    /// partner only hears what a read confirmed) and learn of the episode once one does.
+    unconfirmed: bool,
 }
 
 impl Step<'_> {
@@ -350,7 +361,8 @@ impl Step<'_> {
             );
         }
         if let Some(g) = owners.groups.get(&owner) {
-            for p in &g.partners {
+            let unconfirmed = self.unconfirmed;
+            for p in g.partners.iter().filter(|_| !unconfirmed) {
                 if self.rec.episodes[i].partners.insert(p.clone()) {
                     // A partner that joins late still needs the timeline.
                     self.partner_email(i, p.clone(), PartnerEmailKind::Window);
@@ -409,7 +421,13 @@ impl Step<'_> {
                 id,
                 owner: owner.clone(),
                 stages: g.stages.clone(),
-                partners: g.partners.clone(),
+                // Unconfirmed, partners join the episode (and hear the timeline) only once a
+                // read confirms it.
+                partners: if self.unconfirmed {
+                    BTreeSet::new()
+                } else {
+                    g.partners.clone()
+                },
                 detected_at: t,
                 not_after_at_detection: not_after,
                 steps: Vec::new(),
@@ -436,8 +454,9 @@ impl Step<'_> {
                     stages: named(&owners.users, g.stages.iter()),
                 },
             );
-            for p in &g.partners {
-                self.partner_email(i, p.clone(), PartnerEmailKind::Window);
+            let partners: Vec<String> = self.rec.episodes[i].partners.iter().cloned().collect();
+            for p in partners {
+                self.partner_email(i, p, PartnerEmailKind::Window);
             }
         }
     }
@@ -500,6 +519,7 @@ impl Step<'_> {
     /// the most advanced step fires when a scan skipped several; the incident supersedes any
     /// step still unfired.
     fn escalate(&mut self, i: usize, not_after: Instant) {
+        self.partner_emails_held_back(i);
         let t = self.t;
         let id = self.rec.episodes[i].id;
         if not_after <= t {
@@ -605,12 +625,36 @@ impl Step<'_> {
         }
     }
 
+    /// The partner email of the most advanced step fired, once a read confirms the episode: a
+    /// step fired while the certificate could not be read told no partner. Decided once, like
+    /// every partner email, so this is a no-op when it went out with its step.
+    fn partner_emails_held_back(&mut self, i: usize) {
+        if self.unconfirmed {
+            return;
+        }
+        let Some(last) = self.rec.episodes[i].last_step_days() else {
+            return;
+        };
+        let emails = self
+            .policy
+            .escalation
+            .iter()
+            .any(|s| s.days_left == last && s.partner_email);
+        if !emails {
+            return;
+        }
+        let partners: Vec<String> = self.rec.episodes[i].partners.iter().cloned().collect();
+        for p in partners {
+            self.partner_email(i, p, PartnerEmailKind::Step { days_left: last });
+        }
+    }
+
     /// Decides a partner email unless this certificate already told this partner this: one
     /// email per partner, certificate, expiry and step, even when several of the partner's
     /// stages switch, a stage switches, comes back and switches again, or the stages change
     /// owner.
     fn partner_email(&mut self, i: usize, partner: String, email: PartnerEmailKind) {
-        let Some(not_after) = self.rec.not_after else {
+        let Some(not_after) = self.rec.not_after.filter(|_| !self.unconfirmed) else {
             return;
         };
         let intent = Intent::new(

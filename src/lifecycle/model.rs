@@ -37,6 +37,11 @@ pub enum RenewalOutlook {
 pub enum ObservationSource {
     FullScan,
     TargetedRead,
+    /// No read: the certificate's account and region could not be read, and the observation
+    /// repeats what the record last knew (users, expiry) at a later time, so that escalation
+    /// goes on while nobody can see. It never resolves anything, never tells a partner, and
+    /// leaves `last_observed_at` at the last real read.
+    Unconfirmed,
 }
 
 /// What one successful read established about one certificate at `observed_at`.
@@ -380,6 +385,10 @@ pub struct Intent {
     pub episode: u32,
     pub decided_at: DateTime<Utc>,
     pub kind: IntentKind,
+    /// Decided from what was last known because the certificate's account and region could
+    /// not be read (an `Unconfirmed` observation): say so to whoever is told.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unconfirmed: bool,
 }
 
 impl Intent {
@@ -417,6 +426,7 @@ impl Intent {
                     episode: episode.id,
                     decided_at,
                     kind,
+                    unconfirmed: false,
                 };
             }
             IntentKind::CleanupReminder { .. } => "cleanup".into(),
@@ -428,6 +438,7 @@ impl Intent {
             episode: episode.id,
             decided_at,
             kind,
+            unconfirmed: false,
         }
     }
 }

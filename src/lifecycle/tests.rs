@@ -790,3 +790,44 @@ fn the_point_where_a_pending_renewal_escalates_is_configurable() {
     assert!(at_risk(&policy, at(100.0), pending, at(70.0)));
     assert!(!at_risk(&Policy::default(), at(100.0), pending, at(70.0)));
 }
+
+#[test]
+fn while_nobody_can_see_steps_still_fire_unconfirmed_and_nothing_resolves_or_reaches_a_partner() {
+    let mut r = Run::default();
+    let u = vec![user("s1", A, Some("acme")), user("s2", B, None)];
+    let i = r.feed(&present("c1", 50.0, 100.0, u.clone()));
+    assert_eq!(
+        kinds(&i),
+        ["team-a|e1|open", "partner|acme:window", "team-b|e2|open"]
+    );
+    let read_at = r.rec().last_observed_at;
+    // The region cannot be read: what was last known, at later times.
+    let blind = |t: f64, rec: &CertificateRecord| {
+        let mut obs = present("c1", t, 100.0, rec.users.clone());
+        obs.source = ObservationSource::Unconfirmed;
+        obs
+    };
+    let rec = r.rec().clone();
+    let i = r.feed(&blind(71.0, &rec));
+    assert_eq!(
+        kinds(&i),
+        ["team-a|e1|escalate:30", "team-b|e2|escalate:30"]
+    );
+    assert!(i.iter().all(|i| i.unconfirmed), "marked unconfirmed");
+    let i = r.feed(&blind(101.0, &rec));
+    assert_eq!(kinds(&i), ["team-a|e1|incident", "team-b|e2|incident"]);
+    assert!(i.iter().all(|i| i.unconfirmed));
+    assert_eq!(r.state(), CertState::ExpiredInUse);
+    assert_eq!(r.rec().last_observed_at, read_at, "no read happened");
+    assert!(r.rec().open_episodes().count() == 2, "nothing resolved");
+
+    // Sight returns before expiry in another run: the partner gets the step it missed.
+    let mut r = Run::default();
+    r.feed(&present("c1", 50.0, 100.0, u.clone()));
+    let rec = r.rec().clone();
+    let i = r.feed(&blind(71.0, &rec));
+    assert!(partner_emails(&i).is_empty(), "no partner hears of a doubt");
+    let i = r.feed(&present("c1", 72.0, 100.0, u));
+    assert_eq!(partner_emails(&i), ["partner|acme:step30"]);
+    assert!(i.iter().all(|i| !i.unconfirmed));
+}
