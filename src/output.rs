@@ -490,6 +490,7 @@ fn partner_email_words(email: &PartnerEmailKind) -> String {
 fn urgency(kind: &IntentKind) -> u8 {
     match kind {
         IntentKind::Incident { .. } => 0,
+        IntentKind::TargetUnreadable { .. } => 1,
         IntentKind::Escalate { page: Some(_), .. } => 1,
         IntentKind::Escalate { .. } => 2,
         IntentKind::OpenTicket { .. } => 3,
@@ -498,6 +499,7 @@ fn urgency(kind: &IntentKind) -> u8 {
         IntentKind::UpdateStages { .. } => 6,
         IntentKind::ResolveTicket { .. } => 7,
         IntentKind::CleanupReminder { .. } => 8,
+        IntentKind::TargetReadable { .. } => 8,
     }
 }
 
@@ -554,6 +556,26 @@ pub fn intent_words(intent: &Intent) -> String {
             "remind to delete it: no stage has presented it since {}",
             rotated_away_since.format("%Y-%m-%d")
         ),
+        IntentKind::TargetUnreadable {
+            unreadable_since,
+            last_read_at,
+            error,
+        } => format!(
+            "cannot see account {} / region {} since {} (last read {}): {error}",
+            intent.certificate.account,
+            intent.certificate.region,
+            unreadable_since.format("%Y-%m-%d %H:%M UTC"),
+            last_read_at.map_or_else(
+                || "never".to_string(),
+                |at| at.format("%Y-%m-%d %H:%M UTC").to_string()
+            ),
+        ),
+        IntentKind::TargetReadable { unreadable_since } => format!(
+            "can see account {} / region {} again (unreadable since {})",
+            intent.certificate.account,
+            intent.certificate.region,
+            unreadable_since.format("%Y-%m-%d %H:%M UTC")
+        ),
     }
 }
 
@@ -561,12 +583,18 @@ fn stage_name(stage: &crate::ids::StageKey) -> String {
     format!("{}:{}/{}", stage.kind, stage.api_id, stage.stage_name)
 }
 
-/// One line describing an intent, for people: certificate, owner, what.
+/// One line describing an intent, for people: certificate, owner, what; "(unconfirmed)"
+/// when it was decided from what was last known, without a read.
 pub fn describe_intent(intent: &Intent) -> String {
     format!(
-        "{}  {}  {}",
+        "{}  {}  {}{}",
         intent.certificate,
         intent.owner.as_deref().unwrap_or(NO_OWNER),
+        if intent.unconfirmed {
+            "(unconfirmed) "
+        } else {
+            ""
+        },
         intent_words(intent)
     )
 }

@@ -66,6 +66,8 @@ pub struct Policy {
     /// A managed ACM renewal under way holds escalation back only while more days than this
     /// are left; from then on the certificate escalates like any other.
     pub pending_renewal_escalates_at_days: u32,
+    /// An account and region unreadable this long raises its own intent, hours.
+    pub unreadable_alert_after_hours: u32,
 }
 
 impl Default for Policy {
@@ -97,6 +99,7 @@ impl Default for Policy {
             cleanup_after_days: 14,
             big_bang_hours: 24,
             pending_renewal_escalates_at_days: 14,
+            unreadable_alert_after_hours: 24,
         }
     }
 }

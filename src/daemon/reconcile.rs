@@ -12,11 +12,12 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
+use crate::config::ENABLED_REGIONS;
 use crate::ids::{CertificateKey, StageKey};
-use crate::inventory::scan::{Scan, TargetStatus};
-use crate::lifecycle::{Decision, Intent, Policy, decide};
-use crate::observe::{InDoubt, RegionIndex, missing, present};
-use crate::store::{Store, StoreError};
+use crate::inventory::scan::{Scan, TargetReport, TargetStatus};
+use crate::lifecycle::{Decision, Intent, Policy, TargetRead, decide, decide_target};
+use crate::observe::{InDoubt, RegionIndex, missing, present, unconfirmed};
+use crate::store::{Store, StoreError, StoredRegion};
 
 /// Decisions are committed (and flushed) this many at a time, bounding memory on large estates.
 const BATCH: usize = 2_000;
@@ -194,6 +195,103 @@ fn reconcile(
         "reconciled"
     );
     Ok(out)
+}
+
+/// What the scan says of sight: each account and region's read health (an unreadable one
+/// raises its own intent once it has been so for long, and another once it reads again), and,
+/// for every account and region this scan could not read, its known certificates decided
+/// again on what was last known (`Unconfirmed`), so that their steps and incidents still come
+/// on time while nobody can see. Nothing is resolved on that basis.
+pub fn reconcile_sight(
+    store: &dyn Store,
+    scan: &Scan,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Reconciled, StoreError> {
+    let at = scan.started_at;
+    let mut out = Reconciled {
+        committed: !dry_run,
+        ..Reconciled::default()
+    };
+    let mut health = Vec::with_capacity(scan.targets.len());
+    for t in &scan.targets {
+        let read = match &t.status {
+            TargetStatus::Complete => TargetRead::Complete,
+            TargetStatus::Failed { error, .. } => TargetRead::Failed { error },
+        };
+        let previous = store.target(&t.account, &t.region)?;
+        health.push(decide_target(
+            previous.as_ref(),
+            &t.account,
+            &t.region,
+            read,
+            at,
+            policy,
+            now,
+        ));
+    }
+    if !dry_run {
+        store.commit_targets(&health)?;
+    }
+    out.intents
+        .extend(health.into_iter().flat_map(|d| d.intents));
+
+    let stored = store.regions()?;
+    let mut pending: Vec<Decision> = Vec::new();
+    let flush = |pending: &mut Vec<Decision>, out: &mut Reconciled| {
+        if !dry_run {
+            store.commit_batch(pending)?;
+        }
+        out.intents
+            .extend(pending.drain(..).flat_map(|d| d.intents));
+        Ok::<(), StoreError>(())
+    };
+    let failed = scan
+        .targets
+        .iter()
+        .filter(|t| !matches!(t.status, TargetStatus::Complete));
+    let mut done: HashSet<(&str, &str)> = HashSet::new();
+    for target in failed {
+        for region in behind(target, &stored) {
+            if !done.insert((region.account.as_str(), region.region.as_str())) {
+                continue;
+            }
+            for (key, deleted) in store.keys_in(&region.account, &region.region)? {
+                let Some(record) = (!deleted).then(|| store.load(&key)).transpose()?.flatten()
+                else {
+                    continue;
+                };
+                // Read by this very scan (a certificate decided before its region fell in
+                // doubt): what it said stands.
+                if record.last_observed_at >= at {
+                    continue;
+                }
+                if let Some(obs) = unconfirmed(&record, at) {
+                    out.observations += 1;
+                    pending.push(decide(Some(&record), &obs, policy, now));
+                }
+                if pending.len() >= BATCH {
+                    flush(&mut pending, &mut out)?;
+                }
+            }
+        }
+    }
+    flush(&mut pending, &mut out)?;
+    Ok(out)
+}
+
+/// The stored accounts and regions a failed target stands for: itself, every region of an
+/// account whose regions could not be listed, everything when the organization could not be.
+fn behind<'s>(target: &TargetReport, stored: &'s [StoredRegion]) -> Vec<&'s StoredRegion> {
+    stored
+        .iter()
+        .filter(|r| {
+            target.account == "organization"
+                || r.account == target.account
+                    && (target.region == ENABLED_REGIONS || r.region == target.region)
+        })
+        .collect()
 }
 
 #[cfg(test)]

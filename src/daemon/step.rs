@@ -9,7 +9,7 @@ use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::DaemonError;
-use super::reconcile::{Reconciled, reconcile_certificates, reconcile_scan};
+use super::reconcile::{Reconciled, reconcile_certificates, reconcile_scan, reconcile_sight};
 use crate::config::{ENABLED_REGIONS, Settings};
 use crate::ids::{CertificateKey, StageKey, StageKind};
 use crate::inventory::call::FailureKind;
@@ -256,12 +256,15 @@ pub async fn record_scan(
         reconciled.absorb(second?);
         reconciled.in_doubt.extend(undecided);
     }
+    let policy = settings.policy.clone();
     let report_store = store.clone();
-    let (scan, not_scanned) = blocking(move || {
+    let (scan, sight, not_scanned) = blocking(move || {
+        let sight = reconcile_sight(report_store.as_ref(), &scan, &policy, Utc::now(), dry_run);
         let not_scanned = not_scanned(report_store.as_ref(), &scan);
-        (scan, not_scanned)
+        (scan, sight, not_scanned)
     })
     .await?;
+    reconciled.absorb(sight?);
     let not_scanned = not_scanned?;
     for key in &reconciled.unjudged {
         tracing::warn!(certificate = %key, "expiry unknown: not judged by the lifecycle engine");

@@ -66,6 +66,7 @@
 pub mod engine;
 pub mod model;
 pub mod policy;
+pub mod target;
 
 #[cfg(test)]
 mod proptests;
@@ -75,3 +76,4 @@ mod tests;
 pub use engine::{at_risk, decide};
 pub use model::*;
 pub use policy::{Band, EscalationStep, PageSeverity, Policy, Priority, days_left};
+pub use target::{TargetDecision, TargetHealth, TargetRead, decide_target, whole_target};

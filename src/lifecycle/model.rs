@@ -372,6 +372,18 @@ pub enum IntentKind {
     CleanupReminder {
         rotated_away_since: DateTime<Utc>,
     },
+    /// A whole account and region could not be read for longer than the policy allows:
+    /// nobody can see its certificates. `certificate` names the account and region with the
+    /// id `*` (every certificate there); `owner` is none, so the default route hears it.
+    TargetUnreadable {
+        unreadable_since: DateTime<Utc>,
+        last_read_at: Option<DateTime<Utc>>,
+        error: String,
+    },
+    /// The account and region can be read again (closes what `TargetUnreadable` opened).
+    TargetReadable {
+        unreadable_since: DateTime<Utc>,
+    },
 }
 
 /// Something someone should be told, recorded in the outbox before anyone is.
@@ -391,14 +403,11 @@ pub struct Intent {
     pub unconfirmed: bool,
 }
 
-impl Intent {
-    pub(crate) fn new(
-        certificate: &CertificateKey,
-        episode: &Episode,
-        decided_at: DateTime<Utc>,
-        kind: IntentKind,
-    ) -> Intent {
-        let what = match &kind {
+impl IntentKind {
+    /// What this intent is, for its idempotency key: unique within an owner's episode (or,
+    /// for an account and region, within it).
+    fn key_part(&self) -> String {
+        match self {
             IntentKind::OpenTicket { .. } => "open".to_string(),
             IntentKind::Escalate { step_days, .. } => format!("escalate:{step_days}"),
             IntentKind::Incident { .. } => "incident".into(),
@@ -407,35 +416,67 @@ impl Intent {
             } => format!("bigbang:{stage}:{departure}"),
             IntentKind::UpdateStages { revision, .. } => format!("stages:{revision}"),
             IntentKind::ResolveTicket { .. } => "resolve".into(),
-            IntentKind::PartnerEmail {
-                partner,
-                email,
-                not_after,
-            } => {
-                // Keyed by the certificate and its expiry, never by owner or episode: an owner
-                // change, an untag or a stage moving away and back repeats nothing.
-                let key = format!(
-                    "{certificate}|partner@{}|{partner}:{}",
-                    not_after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    email.key_part()
-                );
-                return Intent {
-                    key,
-                    certificate: certificate.clone(),
-                    owner: episode.owner.clone(),
-                    episode: episode.id,
-                    decided_at,
-                    kind,
-                    unconfirmed: false,
-                };
+            IntentKind::PartnerEmail { partner, email, .. } => {
+                format!("{partner}:{}", email.key_part())
             }
             IntentKind::CleanupReminder { .. } => "cleanup".into(),
+            IntentKind::TargetUnreadable {
+                unreadable_since, ..
+            } => format!("unreadable@{}", unreadable_since.to_rfc3339()),
+            IntentKind::TargetReadable { unreadable_since } => {
+                format!("readable@{}", unreadable_since.to_rfc3339())
+            }
+        }
+    }
+}
+
+impl Intent {
+    pub(crate) fn new(
+        certificate: &CertificateKey,
+        episode: &Episode,
+        decided_at: DateTime<Utc>,
+        kind: IntentKind,
+    ) -> Intent {
+        let key = match &kind {
+            // Keyed by the certificate and its expiry, never by owner or episode: an owner
+            // change, an untag or a stage moving away and back repeats nothing.
+            IntentKind::PartnerEmail { not_after, .. } => format!(
+                "{certificate}|partner@{}|{}",
+                not_after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                kind.key_part()
+            ),
+            _ => intent_key(
+                certificate,
+                episode.owner.as_deref(),
+                episode.id,
+                &kind.key_part(),
+            ),
         };
         Intent {
-            key: intent_key(certificate, episode.owner.as_deref(), episode.id, &what),
+            key,
             certificate: certificate.clone(),
             owner: episode.owner.clone(),
             episode: episode.id,
+            decided_at,
+            kind,
+            unconfirmed: false,
+        }
+    }
+
+    /// An intent about a whole account and region (see [`super::target`]): no owner, so the
+    /// default route hears it.
+    pub(crate) fn for_target(
+        account: &str,
+        region: &str,
+        decided_at: DateTime<Utc>,
+        kind: IntentKind,
+    ) -> Intent {
+        let certificate = super::target::whole_target(account, region);
+        Intent {
+            key: intent_key(&certificate, None, 0, &kind.key_part()),
+            certificate,
+            owner: None,
+            episode: 0,
             decided_at,
             kind,
             unconfirmed: false,

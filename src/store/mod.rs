@@ -61,6 +61,7 @@
 //! | 1 | `records`, `outbox` | — |
 //! | 2 | `intent_keys`: idempotency key -> outbox id | rebuilt from the pending outbox entries |
 //! | 3 | `locations`: the location index | built from the records (their state and observation time only) |
+//! | 4 | `targets`: each account and region's read health | none: empty until the next scan |
 
 mod sled_store;
 
@@ -74,7 +75,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::CertificateKey;
-use crate::lifecycle::{CertificateRecord, Decision, Intent};
+use crate::lifecycle::{CertificateRecord, Decision, Intent, TargetDecision, TargetHealth};
 
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore, check_path};
 
@@ -82,8 +83,9 @@ pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore, check_path};
 /// 1: records and outbox. 2: adds the index from idempotency key to outbox entry, so
 /// re-committing a decision cannot enqueue twice. 3: adds the location index (which
 /// certificates are stored where, deleted or not, last observed when), so reconciling a region
-/// need not decode every record.
-pub const SCHEMA_VERSION: u32 = 3;
+/// need not decode every record. 4: adds each account and region's read health, so that one
+/// unreadable for long is said once, and said again when it can be read.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Position of an intent in the outbox; increasing in commit order.
 pub type OutboxId = u64;
@@ -210,6 +212,16 @@ pub trait Store {
     /// transaction, then flushes. For accounts and regions no longer scanned; a certificate
     /// seen again afterwards starts a new history. Returns how many certificates it dropped.
     fn forget(&self, account: &str, region: Option<&str>) -> Result<usize, StoreError>;
+
+    /// The read health of one account and region, if it was ever scanned.
+    fn target(&self, account: &str, region: &str) -> Result<Option<TargetHealth>, StoreError>;
+
+    /// The read health of every account and region ever scanned, in key order.
+    fn targets(&self) -> Result<Vec<TargetHealth>, StoreError>;
+
+    /// Commits accounts' and regions' read health with their intents, in one transaction,
+    /// then flushes. Returns the outbox ids of the intents enqueued.
+    fn commit_targets(&self, decisions: &[TargetDecision]) -> Result<Vec<OutboxId>, StoreError>;
 
     /// Intents not yet delivered, oldest first.
     fn outbox_pending(&self) -> Result<Vec<OutboxEntry>, StoreError>;

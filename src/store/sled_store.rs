@@ -23,7 +23,9 @@ use sled::transaction::{
 
 use super::{OutboxEntry, OutboxId, SCHEMA_VERSION, Store, StoreError, StoredRegion};
 use crate::ids::CertificateKey;
-use crate::lifecycle::{CertState, CertificateRecord, Decision};
+use crate::lifecycle::{
+    CertState, CertificateRecord, Decision, Intent, TargetDecision, TargetHealth,
+};
 
 /// Enough for the hot part of a 100,000-certificate store while keeping the process well
 /// under 64 MB resident; sled's default (1 GB) would grow with the database instead.
@@ -34,6 +36,7 @@ const RECORDS: &str = "records";
 const OUTBOX: &str = "outbox";
 const INTENT_KEYS: &str = "intent_keys";
 const LOCATIONS: &str = "locations";
+const TARGETS: &str = "targets";
 
 pub struct SledStore {
     path: PathBuf,
@@ -42,6 +45,7 @@ pub struct SledStore {
     outbox: sled::Tree,
     pub(crate) intent_keys: sled::Tree,
     pub(crate) locations: sled::Tree,
+    targets: sled::Tree,
 }
 
 /// `account\0region\0`: the prefix of every key of one account and region.
@@ -259,6 +263,7 @@ impl SledStore {
             outbox: db.open_tree(OUTBOX)?,
             intent_keys: db.open_tree(INTENT_KEYS)?,
             locations: db.open_tree(LOCATIONS)?,
+            targets: db.open_tree(TARGETS)?,
             path,
             db,
         };
@@ -286,6 +291,8 @@ impl SledStore {
             match version {
                 1 => self.migrate_1_to_2()?,
                 2 => self.migrate_2_to_3()?,
+                // The targets tree starts empty: the next scan fills it.
+                3 => {}
                 v => {
                     return Err(StoreError::NotOurs {
                         path: self.path.clone(),
@@ -447,25 +454,12 @@ impl SledStore {
                 let mut ids = Vec::new();
                 for p in group {
                     p.write(records, locations)?;
-                    for intent in &p.decision.intents {
-                        if keys.get(intent.key.as_bytes())?.is_some() {
-                            continue;
-                        }
-                        let id = outbox.generate_id()?;
-                        let entry = OutboxEntry {
-                            id,
-                            intent: intent.clone(),
-                        };
-                        let bytes = serde_json::to_vec(&entry).map_err(|source| {
-                            ConflictableTransactionError::Abort(StoreError::Encode {
-                                certificate: p.decision.record.key.to_string(),
-                                source,
-                            })
-                        })?;
-                        outbox.insert(&id.to_be_bytes(), bytes)?;
-                        keys.insert(intent.key.as_bytes(), &id.to_be_bytes())?;
-                        ids.push(id);
-                    }
+                    ids.extend(enqueue(
+                        outbox,
+                        keys,
+                        &p.decision.intents,
+                        &p.decision.record.key.to_string(),
+                    )?);
                 }
                 Ok(ids)
             })
@@ -529,6 +523,37 @@ impl<'a> Prepared<'a> {
         locations.insert(self.key.as_slice(), &self.location)?;
         Ok(())
     }
+}
+
+/// Enqueues each intent whose idempotency key is new, inside a transaction; `whose` names
+/// what they are about, for an encoding error.
+fn enqueue(
+    outbox: &TransactionalTree,
+    keys: &TransactionalTree,
+    intents: &[Intent],
+    whose: &str,
+) -> Result<Vec<OutboxId>, ConflictableTransactionError<StoreError>> {
+    let mut ids = Vec::new();
+    for intent in intents {
+        if keys.get(intent.key.as_bytes())?.is_some() {
+            continue;
+        }
+        let id = outbox.generate_id()?;
+        let entry = OutboxEntry {
+            id,
+            intent: intent.clone(),
+        };
+        let bytes = serde_json::to_vec(&entry).map_err(|source| {
+            ConflictableTransactionError::Abort(StoreError::Encode {
+                certificate: whose.to_string(),
+                source,
+            })
+        })?;
+        outbox.insert(&id.to_be_bytes(), bytes)?;
+        keys.insert(intent.key.as_bytes(), &id.to_be_bytes())?;
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 /// The fields of a stored record the store itself reads, without decoding the whole record.
@@ -714,8 +739,72 @@ impl Store for SledStore {
                     StoreError::Sled(sled::Error::Unsupported("aborted".into()))
                 }
             })?;
+        // Its read health goes too: a region scanned again starts as never read.
+        let health: Vec<sled::IVec> = self
+            .targets
+            .scan_prefix(&prefix)
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for k in health {
+            self.targets.remove(k)?;
+        }
         self.flush()?;
         Ok(keys.len())
+    }
+
+    fn target(&self, account: &str, region: &str) -> Result<Option<TargetHealth>, StoreError> {
+        let key = region_prefix(account, region);
+        self.targets
+            .get(&key)?
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                    what: "target health",
+                    key: key_text(&key),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    fn targets(&self) -> Result<Vec<TargetHealth>, StoreError> {
+        self.targets
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                    what: "target health",
+                    key: key_text(&k),
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    fn commit_targets(&self, decisions: &[TargetDecision]) -> Result<Vec<OutboxId>, StoreError> {
+        let mut encoded = Vec::with_capacity(decisions.len());
+        for d in decisions {
+            let key = region_prefix(&d.health.account, &d.health.region);
+            let value = serde_json::to_vec(&d.health).map_err(|source| StoreError::Encode {
+                certificate: key_text(&key),
+                source,
+            })?;
+            encoded.push((key, value, d));
+        }
+        let ids = (&self.targets, &self.outbox, &self.intent_keys)
+            .transaction(|(targets, outbox, keys)| {
+                let mut ids = Vec::new();
+                for (key, value, d) in &encoded {
+                    targets.insert(key.as_slice(), value.as_slice())?;
+                    ids.extend(enqueue(outbox, keys, &d.intents, &key_text(key))?);
+                }
+                Ok(ids)
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })?;
+        self.flush()?;
+        Ok(ids)
     }
 
     fn outbox_pending(&self) -> Result<Vec<OutboxEntry>, StoreError> {

@@ -344,12 +344,12 @@ fn a_version_2_database_gets_a_complete_location_index() {
     }
     {
         let s = reopen(dir.path());
-        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         assert_eq!(s.locations.len(), stored.len());
     }
     // Reopened: the migration was flushed and is not needed again.
     let s = reopen(dir.path());
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     for (account, region) in [
         ("111122223333", "eu-west-1"),
         ("111122223333", "us-east-1"),

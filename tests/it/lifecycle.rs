@@ -635,3 +635,82 @@ fn stages_a_scan_could_not_find_are_confirmed_gone_before_anything_is_resolved()
             .all(|r| r["kind"]["how"]["how"] == "stage_deleted")
     );
 }
+
+#[test]
+fn a_region_unreadable_for_long_is_said_once_and_its_certificates_keep_escalating_unconfirmed() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let steps = |middle: u32| {
+        format!(
+            "{FAST}\n[policy]\nunreadable_alert_after_hours = 0\n\
+             [[policy.escalation]]\ndays_left = 30\npriority = \"medium\"\npartner_email = true\n\
+             [[policy.escalation]]\ndays_left = {middle}\npriority = \"high\"\npartner_email = true\n\
+             [[policy.escalation]]\ndays_left = 7\npriority = \"highest\"\npage = \"critical\"\n"
+        )
+    };
+    let config = config_file(&steps(14));
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        of_kind(&doc, "escalate").len(),
+        2,
+        "the 30-day step, for each owner"
+    );
+
+    // The role loses its permissions: nothing there can be read any more.
+    fake.fault_spec(json!({"operation": "*", "kind": "access_denied", "count": 1_000_000}));
+    // Time passes into the next step; a policy edit stands in for it (20 days are left).
+    let text = std::fs::read_to_string(&config.path).unwrap();
+    std::fs::write(
+        &config.path,
+        text.replace("days_left = 14", "days_left = 21"),
+    )
+    .unwrap();
+    let (code, doc, _) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 3);
+    let blind = of_kind(&doc, "target_unreadable");
+    assert_eq!(blind.len(), 1, "{}", doc["reconcile"]);
+    assert!(
+        blind[0]["owner"].is_null(),
+        "the default route: {}",
+        blind[0]
+    );
+    assert_eq!(blind[0]["certificate"]["id"], "*");
+    assert!(
+        blind[0]["kind"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("AccessDenied")
+    );
+    let escalations = of_kind(&doc, "escalate");
+    assert_eq!(escalations.len(), 2, "{}", doc["reconcile"]);
+    assert!(
+        escalations
+            .iter()
+            .all(|e| e["unconfirmed"] == true && e["kind"]["step_days"] == 21)
+    );
+    assert!(
+        of_kind(&doc, "partner_email").is_empty(),
+        "no partner hears a doubt"
+    );
+    assert!(of_kind(&doc, "resolve_ticket").is_empty());
+
+    // Still unreadable: said once, and the step already fired.
+    let (code, doc, _) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 3);
+    assert!(intents(&doc).is_empty(), "{}", doc["reconcile"]);
+
+    // Readable again: said, and the partner gets the step it missed.
+    fake.admin_delete("faults");
+    let (code, doc, stderr) = scan_json(certsentinel(Some(&fake), None), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        of_kind(&doc, "target_readable").len(),
+        1,
+        "{}",
+        doc["reconcile"]
+    );
+    let emails = of_kind(&doc, "partner_email");
+    assert_eq!(emails.len(), 1, "{}", doc["reconcile"]);
+    assert_eq!(emails[0]["kind"]["email"]["days_left"], 21);
+}
