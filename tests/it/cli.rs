@@ -180,3 +180,30 @@ fn a_scan_at_the_default_level_logs_a_few_lines_and_no_debug() {
     });
     assert_eq!(below_debug.count(), 0, "the SDK never logs below debug");
 }
+
+#[test]
+fn a_failed_call_is_said_in_one_line_without_the_sdk_debug_dump() {
+    // The account is checked, then nothing listens where API Gateway should answer: every
+    // call of the scan fails to connect, and is retried first.
+    let fake = FakeControlPlane::start();
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let config = config_file(&FAST.replace(
+        "max_backoff_ms = 200",
+        "max_backoff_ms = 20\nmax_attempts = 2",
+    ));
+    let mut cmd = certsentinel(Some(&fake), None);
+    cmd.env("AWS_ENDPOINT_URL_API_GATEWAY", &closed)
+        .env("AWS_ENDPOINT_URL_APIGATEWAYV2", &closed);
+    let (code, doc, stderr) = scan_json(cmd, &config);
+    assert_eq!(code, 3, "{stderr}");
+    let error = doc["targets"][0]["error"].as_str().unwrap();
+    assert!(!error.contains('\n'), "{error}");
+    for dump in ["DispatchFailure(", "ConnectorError", "source: ", "{ "] {
+        assert!(!error.contains(dump), "{dump} in {error}");
+    }
+    assert!(error.to_lowercase().contains("connect"), "{error}");
+    assert!(
+        error.contains("after 2 attempt(s)"),
+        "retried first: {error}"
+    );
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use certsentinel::config::Settings;
 use certsentinel::daemon::Daemon;
 use certsentinel::ids::CertificateKey;
-use certsentinel::store::Store;
+use certsentinel::store::{SledStore, Store};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -273,4 +273,69 @@ fn a_full_disk_stops_the_daemon_with_an_error_instead_of_wedging_it() {
     let log = reader.join().unwrap().join("\n");
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(log.contains("the state database failed"), "{log}");
+}
+
+#[test]
+fn observations_older_than_the_store_are_said_not_silently_dropped() {
+    use certsentinel::lifecycle::{
+        Observation, ObservationSource, Policy, RenewalOutlook, Seen, decide,
+    };
+
+    let fake = FakeControlPlane::start();
+    one_certificate_in_the_window(&fake);
+    let config = config_file(&format!(
+        "{FAST}\n[daemon]\nschedule = \"0 0 0 1 1 *\"\nscan_on_start = true\n"
+    ));
+    // A host whose clock ran a day ahead recorded this certificate "tomorrow".
+    let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    {
+        let store = SledStore::open(config.path.parent().unwrap().join("state"), 8 << 20).unwrap();
+        let observation = Observation {
+            certificate: CertificateKey {
+                account: "123456789012".into(),
+                region: "us-east-1".into(),
+                id: "cert000001".into(),
+            },
+            observed_at: tomorrow,
+            source: ObservationSource::FullScan,
+            seen: Seen::Present {
+                not_after: tomorrow + chrono::Duration::days(19),
+                created_at: None,
+                renewal: RenewalOutlook::Manual,
+                users: vec![],
+                departed: Default::default(),
+            },
+        };
+        store
+            .commit(&decide(None, &observation, &Policy::default(), tomorrow))
+            .unwrap();
+    }
+    let mut child = certsentinel(Some(&fake), None)
+        .arg("--config")
+        .arg(&config.path)
+        .args(["--log-format", "json", "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut warned = None;
+    for line in std::io::BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if event["stale"].is_number() {
+            warned = Some(event.clone());
+        }
+        if event["message"] == "scan finished" {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let warned = warned.expect("the ignored observation is logged");
+    assert_eq!(warned["level"], "WARN");
+    assert_eq!(warned["stale"], 1);
 }
