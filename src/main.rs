@@ -354,7 +354,11 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
                 .filter(|row| owner.as_ref().is_none_or(|o| row.owners.contains(o)))
                 .collect();
             match format {
-                OutputFormat::Table => out(output::state_table_with(&rows, &not_read))?,
+                OutputFormat::Table => out(output::state_table_with(
+                    &rows,
+                    &not_read,
+                    &store.targets()?,
+                ))?,
                 OutputFormat::Json => out(format!("{}\n", serde_json::to_string_pretty(&rows)?))?,
             }
         }

@@ -13,7 +13,7 @@ use crate::inventory::scan::{Scan, TargetReport, TargetStatus};
 use crate::lifecycle::policy::{Band, Policy, days_left};
 use crate::lifecycle::{
     CertState, CertificateRecord, Intent, IntentKind, PartnerEmailKind, RenewalOutlook, Resolution,
-    StageUser, at_risk,
+    StageUser, TargetHealth, at_risk,
 };
 use crate::observe::renewal_outlook;
 use crate::store::StoredRegion;
@@ -668,9 +668,26 @@ pub fn state_row<'a>(
     }
 }
 
-/// `rows` as a table, then a line per account and region the latest scan did not read.
-pub fn state_table_with(rows: &[StateRow<'_>], not_read: &[&StoredRegion]) -> String {
+/// `rows` as a table, then a line per account and region that cannot be read, and one per
+/// account and region the latest scan did not cover.
+pub fn state_table_with(
+    rows: &[StateRow<'_>],
+    not_read: &[&StoredRegion],
+    health: &[TargetHealth],
+) -> String {
     let mut out = state_table(rows);
+    for h in health {
+        if let Some(since) = h.unreadable_since {
+            let _ = writeln!(
+                out,
+                "{}/{}: UNREADABLE since {}: {}",
+                h.account,
+                h.region,
+                since.format("%Y-%m-%d %H:%M UTC"),
+                h.last_error.as_deref().unwrap_or("?")
+            );
+        }
+    }
     for r in not_read {
         let _ = writeln!(out, "{}", not_scanned_line(r));
     }

@@ -104,19 +104,7 @@ fn reconcile(
         committed: !dry_run,
         ..Reconciled::default()
     };
-    let mut pending: Vec<Decision> = Vec::with_capacity(BATCH);
-    let flush = |pending: &mut Vec<Decision>, out: &mut Reconciled| {
-        if !dry_run {
-            store.commit_batch(pending)?;
-        }
-        for d in pending.drain(..) {
-            if d.stale {
-                out.stale += 1;
-            }
-            out.intents.extend(d.intents);
-        }
-        Ok::<(), StoreError>(())
-    };
+    let mut batch = Batch::new(store, dry_run);
 
     let complete: HashSet<(&str, &str)> = scan
         .targets
@@ -137,13 +125,10 @@ fn reconcile(
             match present(certificate, &index, previous.as_ref(), observed_at) {
                 Ok(Some(obs)) => {
                     out.observations += 1;
-                    pending.push(decide(previous.as_ref(), &obs, policy, now));
+                    batch.push(decide(previous.as_ref(), &obs, policy, now), &mut out)?;
                 }
                 Ok(None) => out.unjudged.push(certificate.key.clone()),
                 Err(InDoubt(stages)) => out.in_doubt.push((certificate.key.clone(), stages)),
-            }
-            if pending.len() >= BATCH {
-                flush(&mut pending, &mut out)?;
             }
         }
     }
@@ -177,16 +162,13 @@ fn reconcile(
         match missing(&record, index, observed_at) {
             Ok(Some(obs)) => {
                 out.observations += 1;
-                pending.push(decide(Some(&record), &obs, policy, now));
+                batch.push(decide(Some(&record), &obs, policy, now), &mut out)?;
             }
             Ok(None) => {}
             Err(InDoubt(stages)) => out.in_doubt.push((key, stages)),
         }
-        if pending.len() >= BATCH {
-            flush(&mut pending, &mut out)?;
-        }
     }
-    flush(&mut pending, &mut out)?;
+    batch.flush(&mut out)?;
     tracing::info!(
         observations = out.observations,
         intents = out.intents.len(),
@@ -238,15 +220,7 @@ pub fn reconcile_sight(
         .extend(health.into_iter().flat_map(|d| d.intents));
 
     let stored = store.regions()?;
-    let mut pending: Vec<Decision> = Vec::new();
-    let flush = |pending: &mut Vec<Decision>, out: &mut Reconciled| {
-        if !dry_run {
-            store.commit_batch(pending)?;
-        }
-        out.intents
-            .extend(pending.drain(..).flat_map(|d| d.intents));
-        Ok::<(), StoreError>(())
-    };
+    let mut batch = Batch::new(store, dry_run);
     let failed = scan
         .targets
         .iter()
@@ -269,16 +243,52 @@ pub fn reconcile_sight(
                 }
                 if let Some(obs) = unconfirmed(&record, at) {
                     out.observations += 1;
-                    pending.push(decide(Some(&record), &obs, policy, now));
-                }
-                if pending.len() >= BATCH {
-                    flush(&mut pending, &mut out)?;
+                    batch.push(decide(Some(&record), &obs, policy, now), &mut out)?;
                 }
             }
         }
     }
-    flush(&mut pending, &mut out)?;
+    batch.flush(&mut out)?;
     Ok(out)
+}
+
+/// Decisions waiting to be committed together, [`BATCH`] at a time.
+struct Batch<'s> {
+    store: &'s dyn Store,
+    dry_run: bool,
+    pending: Vec<Decision>,
+}
+
+impl<'s> Batch<'s> {
+    fn new(store: &'s dyn Store, dry_run: bool) -> Self {
+        Batch {
+            store,
+            dry_run,
+            pending: Vec::with_capacity(BATCH),
+        }
+    }
+
+    fn push(&mut self, decision: Decision, out: &mut Reconciled) -> Result<(), StoreError> {
+        self.pending.push(decision);
+        if self.pending.len() >= BATCH {
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+
+    /// Commits (unless a dry run) what is pending, then counts it as decided.
+    fn flush(&mut self, out: &mut Reconciled) -> Result<(), StoreError> {
+        if !self.dry_run {
+            self.store.commit_batch(&self.pending)?;
+        }
+        for d in self.pending.drain(..) {
+            if d.stale {
+                out.stale += 1;
+            }
+            out.intents.extend(d.intents);
+        }
+        Ok(())
+    }
 }
 
 /// The stored accounts and regions a failed target stands for: itself, every region of an

@@ -525,6 +525,14 @@ impl<'a> Prepared<'a> {
     }
 }
 
+fn decode_target(key: &[u8], value: &[u8]) -> Result<TargetHealth, StoreError> {
+    serde_json::from_slice(value).map_err(|source| StoreError::Corrupt {
+        what: "target health",
+        key: key_text(key),
+        source,
+    })
+}
+
 /// Enqueues each intent whose idempotency key is new, inside a transaction; `whose` names
 /// what they are about, for an encoding error.
 fn enqueue(
@@ -756,13 +764,7 @@ impl Store for SledStore {
         let key = region_prefix(account, region);
         self.targets
             .get(&key)?
-            .map(|v| {
-                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
-                    what: "target health",
-                    key: key_text(&key),
-                    source,
-                })
-            })
+            .map(|v| decode_target(&key, &v))
             .transpose()
     }
 
@@ -771,11 +773,7 @@ impl Store for SledStore {
             .iter()
             .map(|item| {
                 let (k, v) = item?;
-                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
-                    what: "target health",
-                    key: key_text(&k),
-                    source,
-                })
+                decode_target(&k, &v)
             })
             .collect()
     }

@@ -699,6 +699,11 @@ fn a_region_unreadable_for_long_is_said_once_and_its_certificates_keep_escalatin
     let (code, doc, _) = scan_json(certsentinel(Some(&fake), None), &config);
     assert_eq!(code, 3);
     assert!(intents(&doc).is_empty(), "{}", doc["reconcile"]);
+    let table = state_cmd(&config, &["list"]);
+    assert!(
+        table.contains("123456789012/us-east-1: UNREADABLE since"),
+        "{table}"
+    );
 
     // Readable again: said, and the partner gets the step it missed.
     fake.admin_delete("faults");
