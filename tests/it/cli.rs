@@ -207,3 +207,42 @@ fn a_failed_call_is_said_in_one_line_without_the_sdk_debug_dump() {
         "retried first: {error}"
     );
 }
+
+#[test]
+fn reading_commands_never_migrate_an_older_database() {
+    let config = config_file(FAST);
+    let text = std::fs::read_to_string(&config.path).unwrap();
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("path = "))
+        .map(|p| p.trim_matches('"').to_string())
+        .unwrap();
+    {
+        // A database as an older certsentinel left it (schema 3: no read health yet).
+        let db = sled::open(&path).unwrap();
+        db.insert("schema_version", &3u32.to_be_bytes()).unwrap();
+        for tree in ["records", "outbox", "intent_keys", "locations"] {
+            db.open_tree(tree).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let fake = FakeControlPlane::start();
+    for args in [&["state", "list"][..], &["scan", "--once", "--dry-run"]] {
+        let out = certsentinel(Some(&fake), None)
+            .arg("--config")
+            .arg(&config.path)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("does not migrate"), "{args:?}: {stderr}");
+    }
+    let db = sled::open(&path).unwrap();
+    assert_eq!(
+        db.get("schema_version").unwrap().unwrap().as_ref(),
+        3u32.to_be_bytes(),
+        "still version 3"
+    );
+    assert!(!db.tree_names().iter().any(|n| &n[..] == b"targets"));
+}
