@@ -121,12 +121,7 @@ fn a_reader_that_goes_away_is_no_crash() {
 #[test]
 fn a_store_held_by_another_certsentinel_is_named_as_such() {
     let config = config_file(FAST);
-    let text = std::fs::read_to_string(&config.path).unwrap();
-    let path = text
-        .lines()
-        .find_map(|l| l.strip_prefix("path = "))
-        .map(|p| p.trim_matches('"').to_string())
-        .unwrap();
+    let path = config.store_path();
     let held = SledStore::open(&path, DEFAULT_CACHE_BYTES).unwrap();
     let (code, _, stderr) = run(&config, &["state", "list"]);
     assert_eq!(code, 1);
@@ -211,12 +206,7 @@ fn a_failed_call_is_said_in_one_line_without_the_sdk_debug_dump() {
 #[test]
 fn reading_commands_never_migrate_an_older_database() {
     let config = config_file(FAST);
-    let text = std::fs::read_to_string(&config.path).unwrap();
-    let path = text
-        .lines()
-        .find_map(|l| l.strip_prefix("path = "))
-        .map(|p| p.trim_matches('"').to_string())
-        .unwrap();
+    let path = config.store_path();
     {
         // A database as an older certsentinel left it (schema 3: no read health yet).
         let db = sled::open(&path).unwrap();

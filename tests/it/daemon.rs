@@ -289,7 +289,7 @@ fn observations_older_than_the_store_are_said_not_silently_dropped() {
     // A host whose clock ran a day ahead recorded this certificate "tomorrow".
     let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
     {
-        let store = SledStore::open(config.path.parent().unwrap().join("state"), 8 << 20).unwrap();
+        let store = SledStore::open(config.store_path(), 8 << 20).unwrap();
         let observation = Observation {
             certificate: CertificateKey {
                 account: "123456789012".into(),

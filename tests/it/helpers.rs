@@ -313,6 +313,13 @@ pub struct ConfigFile {
     _dir: tempfile::TempDir,
 }
 
+impl ConfigFile {
+    /// Where [`config_file`] puts the state database (when the TOML has no `[store]`).
+    pub fn store_path(&self) -> PathBuf {
+        self.path.parent().unwrap().join("state")
+    }
+}
+
 /// Unless the TOML has its own `[store]`, the state database goes in the same temp dir, so tests
 /// never share one (or leave one in the repository).
 pub fn config_file(toml: &str) -> ConfigFile {

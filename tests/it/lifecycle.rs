@@ -389,7 +389,7 @@ fn sigkill_in_the_middle_of_a_large_reconcile_leaves_every_certificate_whole() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
-        let store_path = config.path.parent().unwrap().join("state");
+        let store_path = config.store_path();
         let store = SledStore::open(&store_path, 8 << 20).expect("the store reopens after SIGKILL");
         let records: Vec<_> = store.records().collect::<Result<_, _>>().unwrap();
         let pending = store.outbox_pending().unwrap();
