@@ -5,6 +5,7 @@
 //! pipeline: every module may read it, and it imports none of them (the policy's shape lives
 //! here, in [`policy`]; what the policy means is the engine's).
 
+pub mod notify;
 pub mod policy;
 
 use std::path::Path;
@@ -102,6 +103,7 @@ pub struct Settings {
     pub store: StoreSettings,
     pub daemon: DaemonSettings,
     pub telemetry: TelemetrySettings,
+    pub notify: notify::NotifySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -227,6 +229,8 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         use config::{Config, Environment, File, FileFormat};
 
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let variables: std::collections::HashMap<String, String> = env.iter().cloned().collect();
         let mut builder =
             Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
         if let Some(path) = file {
@@ -273,8 +277,9 @@ impl Settings {
         let raw = builder
             .build()
             .map_err(|e| ConfigError::Load(e.to_string()))?;
-        let settings: Settings = raw.try_deserialize().map_err(explain_deserialize_error)?;
+        let mut settings: Settings = raw.try_deserialize().map_err(explain_deserialize_error)?;
         settings.validate()?;
+        settings.notify.resolve_secrets(&variables)?;
         Ok(settings)
     }
 
@@ -287,6 +292,7 @@ impl Settings {
         self.policy.validate()?;
         self.store.validate()?;
         self.daemon.validate()?;
+        self.notify.validate()?;
         self.telemetry.validate()
     }
 

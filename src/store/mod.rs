@@ -31,8 +31,9 @@
 //! - [`Store::commit_batch`] commits the batch in groups, then flushes once for the whole
 //!   batch (also before returning an error, so what was committed is durable too); nothing in
 //!   the batch may be acted on before it returns;
-//! - [`Store::mark_delivered`] flushes, so a delivered intent is not delivered again after a
-//!   restart (a lost mark would only cause a duplicate, which the idempotency key absorbs).
+//! - [`Store::record_delivery`] and [`Store::complete`] flush, so a delivered intent is not
+//!   delivered again after a restart (a lost record would only cause a repeat, which each
+//!   backend absorbs by the intent's idempotency key).
 //!
 //! What a flush guarantees: a process crash (panic, SIGKILL, OOM kill) loses nothing that was
 //! flushed. A power loss or kernel crash may: sled's flush relies on `sync_file_range`, which
@@ -61,13 +62,14 @@
 //! | 1 | `records`, `outbox` | — |
 //! | 2 | `intent_keys`: idempotency key -> outbox id | rebuilt from the pending outbox entries |
 //! | 3 | `locations`: the location index | built from the records (their state and observation time only) |
-//! | 4 | `targets`: each account and region's read health | none: empty until the next scan |
+//! | 4 | `targets`: each account and region's read health; `delivered`: intents every backend has | none: both start empty |
 
 mod sled_store;
 
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -106,6 +108,27 @@ pub struct StoredRegion {
 pub struct OutboxEntry {
     pub id: OutboxId,
     pub intent: Intent,
+    /// What each backend that takes this intent made of it so far, by backend name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deliveries: BTreeMap<String, Delivery>,
+    /// When every backend had it: set once the entry leaves the outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// One backend's outcome for one intent, recorded durably before anything else happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Delivery {
+    /// Accepted: when, and what the service answered (a status, an issue key, a dedup key, a
+    /// Message-ID): the timestamps reports are computed from.
+    Delivered {
+        at: DateTime<Utc>,
+        reference: String,
+    },
+    /// Refused for good (a permanent 4xx): the service's reason. Tried again only on request
+    /// (`certsentinel notify --retry KEY`).
+    Failed { at: DateTime<Utc>, reason: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,8 +249,24 @@ pub trait Store {
     /// Intents not yet delivered, oldest first.
     fn outbox_pending(&self) -> Result<Vec<OutboxEntry>, StoreError>;
 
-    /// Removes delivered entries from the outbox (their keys stay known), then flushes.
-    fn mark_delivered(&self, ids: &[OutboxId]) -> Result<(), StoreError>;
+    /// Records what one backend made of one pending intent, then flushes.
+    fn record_delivery(
+        &self,
+        id: OutboxId,
+        backend: &str,
+        delivery: &Delivery,
+    ) -> Result<(), StoreError>;
+
+    /// Moves a pending intent that every backend has to the delivered ones (its key stays
+    /// known, so it is never enqueued again), then flushes.
+    fn complete(&self, id: OutboxId, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Delivered intents, the most recently completed first, at most `limit`.
+    fn delivered(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Forgets the failures recorded for the pending intent whose key is `key`, so that the
+    /// next delivery tries those backends again; false when no pending intent has that key.
+    fn retry(&self, key: &str) -> Result<bool, StoreError>;
 
     /// Writes every record as one JSON object per line; returns how many.
     fn export_jsonl(&self, out: &mut dyn Write) -> Result<u64, StoreError>;

@@ -21,7 +21,7 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
 };
 
-use super::{OutboxEntry, OutboxId, SCHEMA_VERSION, Store, StoreError, StoredRegion};
+use super::{Delivery, OutboxEntry, OutboxId, SCHEMA_VERSION, Store, StoreError, StoredRegion};
 use crate::ids::CertificateKey;
 use crate::lifecycle::{
     CertState, CertificateRecord, Decision, Intent, TargetDecision, TargetHealth,
@@ -37,6 +37,7 @@ const OUTBOX: &str = "outbox";
 const INTENT_KEYS: &str = "intent_keys";
 const LOCATIONS: &str = "locations";
 const TARGETS: &str = "targets";
+const DELIVERED: &str = "delivered";
 
 pub struct SledStore {
     path: PathBuf,
@@ -46,6 +47,7 @@ pub struct SledStore {
     pub(crate) intent_keys: sled::Tree,
     pub(crate) locations: sled::Tree,
     targets: sled::Tree,
+    delivered: sled::Tree,
 }
 
 /// `account\0region\0`: the prefix of every key of one account and region.
@@ -264,6 +266,7 @@ impl SledStore {
             intent_keys: db.open_tree(INTENT_KEYS)?,
             locations: db.open_tree(LOCATIONS)?,
             targets: db.open_tree(TARGETS)?,
+            delivered: db.open_tree(DELIVERED)?,
             path,
             db,
         };
@@ -525,6 +528,28 @@ impl<'a> Prepared<'a> {
     }
 }
 
+fn unwrap_transaction(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+fn decode_entry(key: &[u8], value: &[u8]) -> Result<OutboxEntry, StoreError> {
+    serde_json::from_slice(value).map_err(|source| StoreError::Corrupt {
+        what: "outbox entry",
+        key: decode_id(key).to_string(),
+        source,
+    })
+}
+
+fn encode_entry(entry: &OutboxEntry) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(entry).map_err(|source| StoreError::Encode {
+        certificate: entry.intent.certificate.to_string(),
+        source,
+    })
+}
+
 fn decode_target(key: &[u8], value: &[u8]) -> Result<TargetHealth, StoreError> {
     serde_json::from_slice(value).map_err(|source| StoreError::Corrupt {
         what: "target health",
@@ -550,6 +575,8 @@ fn enqueue(
         let entry = OutboxEntry {
             id,
             intent: intent.clone(),
+            deliveries: Default::default(),
+            completed_at: None,
         };
         let bytes = serde_json::to_vec(&entry).map_err(|source| {
             ConflictableTransactionError::Abort(StoreError::Encode {
@@ -819,13 +846,98 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn mark_delivered(&self, ids: &[OutboxId]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for id in ids {
-            batch.remove(&id.to_be_bytes());
+    fn record_delivery(
+        &self,
+        id: OutboxId,
+        backend: &str,
+        delivery: &Delivery,
+    ) -> Result<(), StoreError> {
+        let key = id.to_be_bytes();
+        let updated = self
+            .outbox
+            .transaction(|outbox| {
+                let Some(bytes) = outbox.get(key)? else {
+                    return Ok(false);
+                };
+                let mut entry =
+                    decode_entry(&key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                entry
+                    .deliveries
+                    .insert(backend.to_string(), delivery.clone());
+                outbox.insert(
+                    &key,
+                    encode_entry(&entry).map_err(ConflictableTransactionError::Abort)?,
+                )?;
+                Ok(true)
+            })
+            .map_err(unwrap_transaction)?;
+        if updated {
+            self.flush()?;
         }
-        self.outbox.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn complete(&self, id: OutboxId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let key = id.to_be_bytes();
+        (&self.outbox, &self.delivered)
+            .transaction(|(outbox, delivered)| {
+                let Some(bytes) = outbox.remove(&key)? else {
+                    return Ok(());
+                };
+                let mut entry =
+                    decode_entry(&key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                entry.completed_at = Some(at);
+                delivered.insert(
+                    &key,
+                    encode_entry(&entry).map_err(ConflictableTransactionError::Abort)?,
+                )?;
+                Ok(())
+            })
+            .map_err(unwrap_transaction)?;
         self.flush()
+    }
+
+    fn delivered(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        // Ids increase in commit order; completion follows closely enough for "recent".
+        self.delivered
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                decode_entry(&k, &v)
+            })
+            .collect()
+    }
+
+    fn retry(&self, key: &str) -> Result<bool, StoreError> {
+        let Some(id) = self.intent_keys.get(key.as_bytes())? else {
+            return Ok(false);
+        };
+        let id = decode_id(&id);
+        let found = self
+            .outbox
+            .transaction(|outbox| {
+                let k = id.to_be_bytes();
+                let Some(bytes) = outbox.get(k)? else {
+                    return Ok(false);
+                };
+                let mut entry =
+                    decode_entry(&k, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                entry
+                    .deliveries
+                    .retain(|_, d| !matches!(d, Delivery::Failed { .. }));
+                outbox.insert(
+                    &k,
+                    encode_entry(&entry).map_err(ConflictableTransactionError::Abort)?,
+                )?;
+                Ok(true)
+            })
+            .map_err(unwrap_transaction)?;
+        if found {
+            self.flush()?;
+        }
+        Ok(found)
     }
 
     fn export_jsonl(&self, out: &mut dyn Write) -> Result<u64, StoreError> {

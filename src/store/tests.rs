@@ -161,8 +161,9 @@ fn commit_stores_record_and_outbox_together_and_reopens() {
     // Replaying the observation enqueues nothing.
     observe(&s, &generation_obs(1, 0), &policy, at(0.1)).unwrap();
     assert_eq!(s.outbox_pending().unwrap().len(), 1);
-    s.mark_delivered(&[pending[0].id]).unwrap();
+    s.complete(pending[0].id, at(0.2)).unwrap();
     assert!(s.outbox_pending().unwrap().is_empty());
+    assert_eq!(s.delivered(10).unwrap()[0].completed_at, Some(at(0.2)));
     // A decision committed twice (a retry) does not enqueue its intents again, even delivered.
     let d = decide(None, &generation_obs(1, 0), &policy, at(0.0));
     assert!(s.commit(&d).unwrap().is_empty());
@@ -265,6 +266,8 @@ fn a_version_1_database_is_migrated() {
         let entry = OutboxEntry {
             id: 7,
             intent: decision.intents[0].clone(),
+            deliveries: Default::default(),
+            completed_at: None,
         };
         outbox
             .insert(7u64.to_be_bytes(), serde_json::to_vec(&entry).unwrap())
