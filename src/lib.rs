@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod ids;
 pub mod inventory;
 pub mod lifecycle;
+pub mod notify;
 pub mod observe;
 pub mod output;
 pub mod retry;

@@ -16,6 +16,7 @@ use certsentinel::config::{ConfigError, LogFormat, Settings};
 use certsentinel::daemon::{Daemon, ScanStore, scan_once};
 use certsentinel::inventory::{aws, scan};
 use certsentinel::lifecycle::{Band, CertificateRecord};
+use certsentinel::notify::{Dispatcher, Drained};
 use certsentinel::store::{SledStore, Store};
 use certsentinel::{output, telemetry};
 
@@ -66,13 +67,20 @@ enum StateCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
     },
-    /// A certificate's full record (episodes, history) and its undelivered intents, as JSON.
+    /// A certificate's full record (episodes, history) and its intents, pending and
+    /// delivered, as JSON.
     Show {
         /// The certificate id (or ACM ARN), or account/region/id when ids repeat.
         certificate: String,
     },
     /// Every record as JSON lines: complete enough to rebuild any report.
     Export,
+    /// Intents waiting for delivery (with what each backend made of them) and those
+    /// delivered lately.
+    Outbox {
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
     /// Drop everything stored for an account (or one of its regions) that is no longer
     /// scanned: records, history, undelivered intents.
     Forget {
@@ -99,8 +107,18 @@ enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
-    /// Run as a daemon: scan on `daemon.schedule`, reconcile into the store, until SIGTERM.
+    /// Run as a daemon: scan on `daemon.schedule`, reconcile into the store, deliver the
+    /// outbox, until SIGTERM.
     Run,
+    /// Deliver the outbox to the backends of each intent's route.
+    Notify {
+        /// Deliver what is pending once and exit.
+        #[arg(long, required_unless_present = "retry")]
+        once: bool,
+        /// Forget the failures recorded for the intent with this key, then deliver.
+        #[arg(long, value_name = "KEY")]
+        retry: Option<String>,
+    },
     /// Validate the configuration and print it, secrets redacted.
     CheckConfig,
 }
@@ -204,7 +222,35 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Done)
         }
         Command::State { command } => state_command(&settings, command),
+        Command::Notify { once: _, retry } => {
+            runtime()?.block_on(notify_command(&settings, retry.as_deref()))
+        }
     }
+}
+
+/// `notify --once` / `notify --retry KEY`: one drain of the outbox.
+async fn notify_command(settings: &Settings, retry: Option<&str>) -> anyhow::Result<Outcome> {
+    let store = Arc::new(certsentinel::daemon::open_store(settings)?);
+    if let Some(key) = retry
+        && !store.retry(key)?
+    {
+        anyhow::bail!(
+            "no pending intent has the key {key}: `certsentinel state outbox` lists them"
+        );
+    }
+    let drained = Dispatcher::new(store, &settings.notify).drain().await?;
+    out(delivery_line(&drained))?;
+    Ok(Outcome::Done)
+}
+
+fn delivery_line(d: &Drained) -> String {
+    format!(
+        "{} delivered, {} completed, {} failed, {} waiting\n",
+        output::count(d.delivered as i64, "delivery", "deliveries"),
+        output::count(d.completed as i64, "intent", "intents"),
+        d.failed,
+        d.waiting
+    )
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -263,6 +309,19 @@ async fn scan_command(
                 &done.reconciled.intents,
                 done.reconciled.committed,
             ))?;
+        }
+    }
+    // What was committed is delivered before exiting, so a cron-style deployment works; a
+    // delivery failure never fails the scan (the intents stay in the outbox).
+    if !dry_run {
+        match Dispatcher::new(store.store.clone(), &settings.notify)
+            .drain()
+            .await
+        {
+            Ok(drained) => tracing::info!("{}", delivery_line(&drained).trim_end()),
+            Err(e) => {
+                tracing::error!(error = %e, "the outbox could not be delivered; it is kept for the next run")
+            }
         }
     }
     Ok(if done.scan.complete() {
@@ -366,7 +425,12 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
             [] => anyhow::bail!("no certificate {certificate} in the state database"),
             [record] => {
                 let pending = store.pending_for(&record.key)?;
-                let doc = serde_json::json!({"record": record, "pending_intents": pending});
+                let delivered = store.delivered_for(&record.key)?;
+                let doc = serde_json::json!({
+                    "record": record,
+                    "pending_intents": pending,
+                    "delivered_intents": delivered,
+                });
                 out(format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
             }
             many => anyhow::bail!(
@@ -379,6 +443,19 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
             ),
         },
         StateCommand::Forget { .. } => unreachable!("handled above: it writes"),
+        StateCommand::Outbox { format } => {
+            let pending = store.outbox_pending()?;
+            let delivered = store.delivered(20)?;
+            match format {
+                OutputFormat::Table => out(output::outbox_table(&pending, &delivered))?,
+                OutputFormat::Json => out(format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"pending": pending, "delivered": delivered})
+                    )?
+                ))?,
+            }
+        }
         StateCommand::Export => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             store.export_jsonl(&mut out)?;

@@ -16,7 +16,7 @@ use crate::lifecycle::{
     StageUser, TargetHealth, at_risk,
 };
 use crate::observe::renewal_outlook;
-use crate::store::StoredRegion;
+use crate::store::{Delivery, OutboxEntry, StoredRegion};
 
 /// Version of the JSON document below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -613,6 +613,68 @@ pub fn intents_text(intents: &[Intent], committed: bool) -> String {
     sorted.sort_by_key(|i| urgency(&i.kind));
     for intent in sorted {
         let _ = writeln!(out, "  {}", describe_intent(intent));
+    }
+    out
+}
+
+/// `state outbox`: what waits (failed deliveries first, with the service's reason), then what
+/// was delivered lately.
+pub fn outbox_table(pending: &[OutboxEntry], delivered: &[OutboxEntry]) -> String {
+    let mut out = String::new();
+    let failed: Vec<&OutboxEntry> = pending
+        .iter()
+        .filter(|e| {
+            e.deliveries
+                .values()
+                .any(|d| matches!(d, Delivery::Failed { .. }))
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "{} pending, {} of them failed",
+        count(pending.len() as i64, "intent", "intents"),
+        failed.len()
+    );
+    for e in failed.iter().copied().chain(pending.iter().filter(|e| {
+        !e.deliveries
+            .values()
+            .any(|d| matches!(d, Delivery::Failed { .. }))
+    })) {
+        let _ = writeln!(out, "  {}", describe_intent(&e.intent));
+        for (backend, d) in &e.deliveries {
+            let _ = match d {
+                Delivery::Failed { at, reason } => writeln!(
+                    out,
+                    "      {backend}: FAILED {}: {reason}",
+                    at.format("%Y-%m-%d %H:%M UTC")
+                ),
+                Delivery::Delivered { at, reference } => writeln!(
+                    out,
+                    "      {backend}: delivered {} ({reference})",
+                    at.format("%Y-%m-%d %H:%M UTC")
+                ),
+            };
+        }
+        let _ = writeln!(out, "      key: {}", e.intent.key);
+    }
+    let _ = writeln!(
+        out,
+        "\n{} lately:",
+        count(
+            delivered.len() as i64,
+            "delivered intent",
+            "delivered intents"
+        )
+    );
+    for e in delivered {
+        let _ = writeln!(
+            out,
+            "  {}  {}",
+            e.completed_at
+                .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default(),
+            describe_intent(&e.intent)
+        );
     }
     out
 }

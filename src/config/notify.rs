@@ -17,6 +17,9 @@ pub struct NotifySettings {
     pub parallel_episodes: usize,
     /// Longest time one delivery attempt may take, seconds.
     pub timeout_secs: u64,
+    /// How often `run` tries the outbox again between scans, seconds (it also drains right
+    /// after each scan).
+    pub interval_secs: u64,
     /// Retrying a delivery; the same shape as every retry section.
     pub retry: RetrySettings,
     /// Routes tried in order; the first whose `owners` match the intent's owner takes it.
@@ -53,6 +56,9 @@ impl NotifySettings {
         }
         if self.timeout_secs == 0 {
             return invalid("notify.timeout_secs", "must be at least 1 second");
+        }
+        if self.interval_secs == 0 {
+            return invalid("notify.interval_secs", "must be at least 1 second");
         }
         self.retry.validate("notify.retry")?;
         for (i, route) in self.routes.iter().enumerate() {

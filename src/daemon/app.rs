@@ -15,10 +15,10 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,7 @@ use super::step::{ScanOutcome, open_store, record_scan};
 use crate::config::Settings;
 use crate::inventory::aws;
 use crate::inventory::scan::{NoProgress, TargetStatus, scan_all};
+use crate::notify::Dispatcher;
 use crate::output;
 use crate::store::{SledStore, Store, StoreError};
 
@@ -115,6 +116,7 @@ impl Daemon {
         );
 
         let stop = CancellationToken::new();
+        let decided = Arc::new(Notify::new());
         let mut tasks: JoinSet<Result<(), DaemonError>> = JoinSet::new();
         tasks.spawn(scan_worker(
             self.settings.clone(),
@@ -122,6 +124,13 @@ impl Daemon {
             self.store.clone(),
             tick_rx,
             schedule,
+            decided.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(delivery_worker(
+            Dispatcher::new(self.store.clone(), &self.settings.notify),
+            Duration::from_secs(self.settings.notify.interval_secs),
+            decided,
             stop.clone(),
         ));
 
@@ -194,6 +203,7 @@ async fn scan_worker(
     store: Arc<SledStore>,
     mut ticks: mpsc::Receiver<()>,
     schedule: Schedule,
+    decided: Arc<Notify>,
     stop: CancellationToken,
 ) -> Result<(), DaemonError> {
     loop {
@@ -212,7 +222,10 @@ async fn scan_worker(
         };
         // Recording is not: it runs to the end even if the daemon is asked to stop meanwhile.
         match record_scan(&settings, store.clone(), scan, false).await {
-            Ok(done) => report(&done, started, &schedule).await,
+            Ok(done) => {
+                report(&done, started, &schedule).await;
+                decided.notify_one();
+            }
             Err(e) if e.is_fatal() => {
                 tracing::error!(
                     error = %e,
@@ -230,6 +243,36 @@ async fn scan_worker(
             }
         }
         release_freed_memory();
+    }
+}
+
+/// Delivers the outbox right after each scan and every `interval` between them, until `stop`.
+/// A drain under way when the daemon stops is abandoned: what it delivered is recorded, and
+/// an answer it was waiting for is asked for again next time (deliveries are idempotent).
+async fn delivery_worker(
+    dispatcher: Dispatcher,
+    interval: Duration,
+    decided: Arc<Notify>,
+    stop: CancellationToken,
+) -> Result<(), DaemonError> {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = decided.notified() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            drained = dispatcher.drain() => {
+                if let Err(e) = drained {
+                    let e = DaemonError::Store(e);
+                    if e.is_fatal() {
+                        tracing::error!(error = %e, "the state database failed while delivering: stopping");
+                        return Err(e);
+                    }
+                }
+            }
+        }
     }
 }
 

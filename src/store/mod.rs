@@ -283,6 +283,16 @@ pub trait Store {
             .collect()
     }
 
+    /// The delivered intents of one certificate, most recent first. Walks every delivered
+    /// intent: for people, not for the daemon's hot path.
+    fn delivered_for(&self, key: &CertificateKey) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(self
+            .delivered(usize::MAX)?
+            .into_iter()
+            .filter(|e| &e.intent.certificate == key)
+            .collect())
+    }
+
     /// The undelivered intents of one certificate, oldest first.
     fn pending_for(&self, key: &CertificateKey) -> Result<Vec<OutboxEntry>, StoreError> {
         Ok(self

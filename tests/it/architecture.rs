@@ -18,6 +18,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("observe", &["ids", "inventory", "lifecycle"]),
     ("store", &["ids", "lifecycle"]),
     (
+        "notify",
+        &["config", "ids", "lifecycle", "output", "retry", "store"],
+    ),
+    (
         "output",
         &[
             "config",
@@ -35,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ids",
             "inventory",
             "lifecycle",
+            "notify",
             "observe",
             "output",
             "store",

@@ -212,6 +212,54 @@ impl FakeControlPlane {
     }
 }
 
+/// The webhook receiver (`tests/fakes/webhook_fake.py`): records each delivery, checks its
+/// signature with `secret` and its body against `schemas/webhook-v1.schema.json`.
+pub struct WebhookReceiver {
+    pub url: String,
+    _child: Guard,
+    _dir: tempfile::TempDir,
+}
+
+impl WebhookReceiver {
+    pub fn start(secret: &str) -> Self {
+        let venv = venv();
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let mut child = Command::new(venv.join("bin/python"))
+            .arg(repo_root().join("tests/fakes/webhook_fake.py"))
+            .args(["--port", "0", "--port-file"])
+            .arg(&port_file)
+            .args(["--secret", secret, "--schema"])
+            .arg(repo_root().join("schemas/webhook-v1.schema.json"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the webhook receiver");
+        let port = wait_for_port_file(&port_file, &mut child, "the webhook receiver");
+        WebhookReceiver {
+            url: format!("http://127.0.0.1:{port}"),
+            _child: Guard(child),
+            _dir: dir,
+        }
+    }
+
+    /// Every delivery received, in order.
+    pub fn deliveries(&self) -> Vec<Value> {
+        let mut answer = ureq::get(&format!("{}/_fake/deliveries", self.url))
+            .call()
+            .expect("webhook receiver deliveries");
+        let doc: Value = answer.body_mut().read_json().unwrap();
+        doc["deliveries"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Answers the next `count` deliveries with `status` (and `Retry-After`, if given).
+    pub fn fault(&self, status: u16, count: u32, retry_after: Option<&str>) {
+        ureq::post(&format!("{}/_fake/faults", self.url))
+            .send_json(json!({"status": status, "count": count, "retry_after": retry_after}))
+            .expect("webhook receiver fault");
+    }
+}
+
 /// A moto server (STS, ACM, Organizations, SQS) on a free port.
 pub struct Moto {
     pub url: String,

@@ -10,5 +10,6 @@ mod daemon;
 mod helpers;
 mod inventory;
 mod lifecycle;
+mod notify;
 mod sandbox;
 mod targeted_reads;

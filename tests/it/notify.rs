@@ -1,0 +1,185 @@
+//! Delivering the outbox: routes by owner, the webhook backend (signed, schema-valid bodies),
+//! at least once and never twice, failures visible and retried on request.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const CANARY: &str = "canary-7f3a9c1e-never-in-a-log";
+
+fn estate(fake: &FakeControlPlane) {
+    fake.seed(json!({
+        "certificates": [{"id": "oldcert001", "not_after": days_from_now(20)}],
+        "rest_apis": [{"id": "orders0001", "name": "orders-api", "stages": [
+            {"name": "prod", "client_certificate_id": "oldcert001", "tags": {"owner": "payments", "partner": "acme"}},
+            {"name": "search", "client_certificate_id": "oldcert001", "tags": {"owner": "search"}}]}]
+    }));
+}
+
+/// Payments' intents to /hooks/payments, everything else to /hooks/default.
+fn routed(hooks: &WebhookReceiver) -> ConfigFile {
+    config_file(&format!(
+        "{FAST}\n[notify.retry]\ninitial_backoff_ms = 10\nmax_backoff_ms = 50\nmax_attempts = 3\n\
+         [[notify.routes]]\nowners = [\"pay*\"]\nwebhook_url = \"{0}/hooks/payments\"\nwebhook_secret = \"${{HOOK_SECRET}}\"\n\
+         [notify.default_route]\nwebhook_url = \"{0}/hooks/default\"\nwebhook_secret = \"${{HOOK_SECRET}}\"\n",
+        hooks.url
+    ))
+}
+
+fn run(
+    config: &ConfigFile,
+    fake: Option<&FakeControlPlane>,
+    args: &[&str],
+) -> (i32, String, String) {
+    let out = certsentinel(fake, None)
+        .env("HOOK_SECRET", CANARY)
+        .env("RUST_LOG", "trace")
+        .arg("--config")
+        .arg(&config.path)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn a_scan_delivers_each_intent_to_its_owners_route_once_signed_and_valid() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let hooks = WebhookReceiver::start(CANARY);
+    let config = routed(&hooks);
+    let (code, stdout, stderr) = run(
+        &config,
+        Some(&fake),
+        &["scan", "--once", "--format", "json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let decided = doc["reconcile"]["intents"].as_array().unwrap().len();
+    let got = hooks.deliveries();
+    assert_eq!(got.len(), decided, "each intent once: {got:?}");
+    for d in &got {
+        assert_eq!(d["signature_valid"], true, "{d}");
+        assert_eq!(d["schema_errors"], json!([]), "{d}");
+        let owner = &d["body"]["intent"]["owner"];
+        let want = if owner == "payments" {
+            "/hooks/payments"
+        } else {
+            "/hooks/default"
+        };
+        assert_eq!(d["path"], want, "{d}");
+        assert_eq!(d["body"]["key"], d["body"]["intent"]["key"]);
+    }
+    assert!(got.iter().any(|d| d["path"] == "/hooks/default"));
+    assert!(!stderr.contains(CANARY), "the secret never reaches a log");
+
+    // Nothing decided again, nothing delivered again; the outbox is empty.
+    let (code, _, stderr) = run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, said, _) = run(&config, None, &["notify", "--once"]);
+    assert_eq!(code, 0);
+    assert!(said.starts_with("0 deliveries"), "{said}");
+    assert_eq!(hooks.deliveries().len(), decided);
+    let (_, outbox, _) = run(&config, None, &["state", "outbox"]);
+    assert!(outbox.starts_with("0 intents pending"), "{outbox}");
+    assert!(
+        outbox.contains(&format!("{decided} delivered intents lately")),
+        "{outbox}"
+    );
+}
+
+#[test]
+fn failures_are_retried_refusals_are_visible_and_retried_on_request() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let hooks = WebhookReceiver::start(CANARY);
+    let config = routed(&hooks);
+    // The first answers: two server errors (retried), then a refusal for good.
+    hooks.fault(500, 2, None);
+    hooks.fault(400, 1, None);
+    let (code, _, stderr) = run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(code, 0, "a delivery failure never fails the scan: {stderr}");
+    let got = hooks.deliveries();
+    let statuses: Vec<u64> = got.iter().map(|d| d["status"].as_u64().unwrap()).collect();
+    assert_eq!(&statuses[..3], &[500, 500, 400], "{statuses:?}");
+    assert!(
+        statuses[3..].iter().all(|s| *s == 200),
+        "the other episodes went on: {statuses:?}"
+    );
+    let refused = got[2]["body"]["key"].as_str().unwrap().to_string();
+
+    let (_, outbox, _) = run(&config, None, &["state", "outbox", "--format", "json"]);
+    let outbox: Value = serde_json::from_str(&outbox).unwrap();
+    let pending = outbox["pending"].as_array().unwrap();
+    assert!(
+        pending
+            .iter()
+            .any(|e| e["intent"]["key"] == refused.as_str()
+                && e["deliveries"]["webhook"]["status"] == "failed"
+                && e["deliveries"]["webhook"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("HTTP 400")),
+        "{outbox}"
+    );
+    // A plain drain does not hammer a refusal; a retry on request delivers it.
+    let (_, said, _) = run(&config, None, &["notify", "--once"]);
+    assert!(said.contains("0 failed"), "{said}");
+    let before = hooks.deliveries().len();
+    let (code, said, stderr) = run(&config, None, &["notify", "--retry", &refused]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        said.contains("1 intent completed") || said.contains("completed"),
+        "{said}"
+    );
+    let after = hooks.deliveries();
+    assert!(after.len() > before);
+    assert!(
+        after[before..]
+            .iter()
+            .any(|d| d["body"]["key"] == refused.as_str() && d["status"] == 200)
+    );
+    let (_, outbox, _) = run(&config, None, &["state", "outbox"]);
+    assert!(outbox.starts_with("0 intents pending"), "{outbox}");
+
+    // Throttled with Retry-After: delivered in the same drain once it has waited.
+    fake.seed(json!({"certificates": [{"id": "newcert002", "not_after": days_from_now(10)}],
+                     "rest_apis": [{"id": "billing001", "name": "billing", "stages": [
+                        {"name": "prod", "client_certificate_id": "newcert002", "tags": {"owner": "payments"}}]}]}));
+    hooks.fault(429, 1, Some("1"));
+    let (code, _, stderr) = run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, outbox, _) = run(&config, None, &["state", "outbox"]);
+    assert!(outbox.starts_with("0 intents pending"), "{outbox}");
+}
+
+#[test]
+fn without_a_backend_the_default_route_logs_what_it_would_send() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let config = config_file(FAST);
+    let (code, _, stderr) = run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("would tell:"), "{stderr}");
+    let (_, outbox, _) = run(&config, None, &["state", "outbox"]);
+    assert!(outbox.starts_with("0 intents pending"), "{outbox}");
+}
+
+#[test]
+fn a_secret_written_literally_is_refused_with_the_fix() {
+    let config = config_file(&format!(
+        "{FAST}\n[notify.default_route]\nwebhook_url = \"http://127.0.0.1:9/x\"\nwebhook_secret = \"{CANARY}\"\n"
+    ));
+    let (code, _, stderr) = run(&config, None, &["check-config"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("notify.default_route.webhook_secret"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("${NAME}"), "{stderr}");
+    assert!(!stderr.contains(CANARY), "{stderr}");
+}
