@@ -22,12 +22,21 @@ pub struct NotifySettings {
     pub interval_secs: u64,
     /// Retrying a delivery; the same shape as every retry section.
     pub retry: RetrySettings,
+    /// The PagerDuty Events API v2 endpoint.
+    pub pagerduty: PagerDutySettings,
     /// Routes tried in order; the first whose `owners` match the intent's owner takes it.
     #[serde(default)]
     pub routes: Vec<Route>,
     /// Everything no route takes, unowned certificates and whole accounts and regions
     /// included: nothing is dropped for lack of a route.
     pub default_route: Route,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutySettings {
+    /// Where events are sent (`https://events.pagerduty.com/v2/enqueue`).
+    pub url: String,
 }
 
 /// Where the intents of some owners go. A route that names no backend logs what it would
@@ -47,6 +56,12 @@ pub struct Route {
     /// Or a file holding that key (its content, trailing newline removed).
     #[serde(default)]
     pub webhook_secret_file: Option<PathBuf>,
+    /// The PagerDuty Events API v2 integration key pages go to: `"${ENV_VAR}"`.
+    #[serde(default)]
+    pub pagerduty_routing_key: Option<Secret>,
+    /// Or a file holding it.
+    #[serde(default)]
+    pub pagerduty_routing_key_file: Option<PathBuf>,
 }
 
 impl NotifySettings {
@@ -61,6 +76,14 @@ impl NotifySettings {
             return invalid("notify.interval_secs", "must be at least 1 second");
         }
         self.retry.validate("notify.retry")?;
+        if !(self.pagerduty.url.starts_with("https://")
+            || self.pagerduty.url.starts_with("http://"))
+        {
+            return invalid(
+                "notify.pagerduty.url",
+                format!("'{}' is not an http(s) URL", self.pagerduty.url),
+            );
+        }
         for (i, route) in self.routes.iter().enumerate() {
             let key = format!("notify.routes[{i}]");
             if route.owners.is_empty() || route.owners.iter().any(|o| o.is_empty()) {
@@ -120,6 +143,12 @@ impl Route {
                 "give webhook_secret or webhook_secret_file, not both",
             );
         }
+        if self.pagerduty_routing_key.is_some() && self.pagerduty_routing_key_file.is_some() {
+            return invalid(
+                &format!("{key}.pagerduty_routing_key_file"),
+                "give pagerduty_routing_key or pagerduty_routing_key_file, not both",
+            );
+        }
         Ok(())
     }
 
@@ -128,20 +157,34 @@ impl Route {
         key: &str,
         env: &HashMap<String, String>,
     ) -> Result<(), ConfigError> {
-        if let Some(path) = &self.webhook_secret_file {
-            self.webhook_secret = Some(secret_from_file(
-                &format!("{key}.webhook_secret_file"),
-                path,
-            )?);
-        } else if let Some(reference) = &self.webhook_secret {
-            self.webhook_secret = Some(expand(
-                &format!("{key}.webhook_secret"),
-                reference.expose(),
-                env,
-            )?);
-        }
-        Ok(())
+        resolve(
+            &format!("{key}.webhook_secret"),
+            &mut self.webhook_secret,
+            &self.webhook_secret_file,
+            env,
+        )?;
+        resolve(
+            &format!("{key}.pagerduty_routing_key"),
+            &mut self.pagerduty_routing_key,
+            &self.pagerduty_routing_key_file,
+            env,
+        )
     }
+}
+
+/// A secret from its file (`<key>_file`) or its `${NAME}` reference.
+fn resolve(
+    key: &str,
+    secret: &mut Option<Secret>,
+    file: &Option<PathBuf>,
+    env: &HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    if let Some(path) = file {
+        *secret = Some(secret_from_file(&format!("{key}_file"), path)?);
+    } else if let Some(reference) = secret {
+        *secret = Some(expand(key, reference.expose(), env)?);
+    }
+    Ok(())
 }
 
 /// `value` with every `${NAME}` replaced from `env`; a value without any is a literal secret.

@@ -3,7 +3,7 @@
 use futures::future::BoxFuture;
 
 use crate::lifecycle::Intent;
-use crate::retry::{Retry, RetryLogic};
+use crate::retry::{Retry, RetryLogic, retry_after_seconds};
 
 /// Why one delivery attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,5 +75,64 @@ impl Backend for LogBackend {
             );
             Ok("logged".to_string())
         })
+    }
+}
+
+/// Sends an HTTP request and reads the answer: `Ok((status, body))` for a 2xx, else the
+/// failure classified. The request's URL never appears in an error (it may carry a token).
+pub async fn send(request: reqwest::RequestBuilder) -> Result<(u16, String), DeliveryError> {
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| DeliveryError::Transient(e.without_url().to_string()))?;
+    let status = answer.status().as_u16();
+    let retry_after = answer
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let said = answer.text().await.unwrap_or_default();
+    classify(status, retry_after.as_deref(), &said).map(|()| (status, said))
+}
+
+/// What an answer means: 2xx accepted, 429 throttled (with or without `Retry-After`), 408 and
+/// 5xx may pass, any other 4xx refused for good (with the first 300 characters said).
+pub fn classify(status: u16, retry_after: Option<&str>, said: &str) -> Result<(), DeliveryError> {
+    let said: String = said.chars().take(300).collect();
+    match status {
+        200..=299 => Ok(()),
+        429 => Err(DeliveryError::Throttled {
+            retry_after: retry_after.and_then(retry_after_seconds),
+        }),
+        408 | 500..=599 => Err(DeliveryError::Transient(format!("HTTP {status}: {said}"))),
+        _ => Err(DeliveryError::Permanent(format!("HTTP {status}: {said}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_classified() {
+        assert_eq!(classify(202, None, ""), Ok(()));
+        assert!(
+            matches!(classify(429, Some("3"), ""), Err(DeliveryError::Throttled { retry_after: Some(d) }) if d.as_secs() == 3)
+        );
+        assert!(matches!(
+            classify(429, None, ""),
+            Err(DeliveryError::Throttled { retry_after: None })
+        ));
+        assert!(matches!(
+            classify(429, Some("1e20"), ""),
+            Err(DeliveryError::Throttled { retry_after: None })
+        ));
+        assert!(matches!(
+            classify(503, None, ""),
+            Err(DeliveryError::Transient(_))
+        ));
+        assert!(
+            matches!(classify(400, None, "bad field"), Err(DeliveryError::Permanent(r)) if r.contains("bad field"))
+        );
     }
 }

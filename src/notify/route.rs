@@ -8,6 +8,7 @@ use crate::config::notify::{NotifySettings, Route, owner_matches};
 use crate::lifecycle::Intent;
 
 use super::backend::{Backend, LogBackend};
+use super::pagerduty::PagerDutyBackend;
 use super::webhook::WebhookBackend;
 
 /// The backends of one route.
@@ -26,9 +27,9 @@ impl Routes {
             routes: settings
                 .routes
                 .iter()
-                .map(|r| (r.owners.clone(), backends(r, timeout)))
+                .map(|r| (r.owners.clone(), backends(settings, r, timeout)))
                 .collect(),
-            default: backends(&settings.default_route, timeout),
+            default: backends(settings, &settings.default_route, timeout),
         }
     }
 
@@ -47,8 +48,15 @@ impl Routes {
     }
 }
 
-fn backends(route: &Route, timeout: Duration) -> Backends {
+fn backends(settings: &NotifySettings, route: &Route, timeout: Duration) -> Backends {
     let mut out: Backends = Vec::new();
+    if let Some(key) = &route.pagerduty_routing_key {
+        out.push(Arc::new(PagerDutyBackend::new(
+            &settings.pagerduty.url,
+            key.clone(),
+            timeout,
+        )));
+    }
     if let (Some(url), Some(secret)) = (&route.webhook_url, &route.webhook_secret) {
         out.push(Arc::new(WebhookBackend::new(url, secret.clone(), timeout)));
     }

@@ -260,6 +260,77 @@ impl WebhookReceiver {
     }
 }
 
+/// The PagerDuty Events API v2 fake (`tests/fakes/pagerduty_fake.py`): checks each event
+/// against the published definition and keeps alerts by dedup key.
+pub struct PagerDutyFake {
+    pub url: String,
+    _child: Guard,
+    _dir: tempfile::TempDir,
+}
+
+impl PagerDutyFake {
+    pub fn start() -> Self {
+        let venv = venv();
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let mut child = Command::new(venv.join("bin/python"))
+            .arg(repo_root().join("tests/fakes/pagerduty_fake.py"))
+            .args(["--port", "0", "--port-file"])
+            .arg(&port_file)
+            .arg("--spec")
+            .arg(vendor_spec("pagerduty-events-v2.openapiv3.json"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the PagerDuty fake");
+        let port = wait_for_port_file(&port_file, &mut child, "the PagerDuty fake");
+        PagerDutyFake {
+            url: format!("http://127.0.0.1:{port}"),
+            _child: Guard(child),
+            _dir: dir,
+        }
+    }
+
+    fn get(&self, what: &str) -> Value {
+        let mut answer = ureq::get(&format!("{}/_fake/{what}", self.url))
+            .call()
+            .expect("PagerDuty fake admin");
+        answer.body_mut().read_json().unwrap()
+    }
+
+    /// Every event received, in order, with whether it was valid.
+    pub fn events(&self) -> Vec<Value> {
+        self.get("events")["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every alert ever opened, in order.
+    pub fn alerts(&self) -> Vec<Value> {
+        self.get("alerts")["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Answers the next `count` events with `status` (and `Retry-After` if given).
+    pub fn fault(&self, status: u16, count: u32, retry_after: Option<&str>) {
+        ureq::post(&format!("{}/_fake/faults", self.url))
+            .send_json(json!({"status": status, "count": count, "retry_after": retry_after}))
+            .expect("PagerDuty fake fault");
+    }
+}
+
+/// A published API definition from `../shared/vendor-specs/`, beside the repository.
+pub fn vendor_spec(name: &str) -> PathBuf {
+    let beside = repo_root().join("../shared/vendor-specs").join(name);
+    if beside.exists() {
+        return beside;
+    }
+    repo_root().join("tests/vendor-specs").join(name)
+}
+
 /// A moto server (STS, ACM, Organizations, SQS) on a free port.
 pub struct Moto {
     pub url: String,

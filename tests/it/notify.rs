@@ -183,3 +183,72 @@ fn a_secret_written_literally_is_refused_with_the_fix() {
     assert!(stderr.contains("${NAME}"), "{stderr}");
     assert!(!stderr.contains(CANARY), "{stderr}");
 }
+
+#[test]
+fn pages_trigger_one_alert_per_episode_and_its_end_resolves_it() {
+    let fake = FakeControlPlane::start();
+    // Five days left: the 7-day step pages (critical) for payments.
+    fake.seed(json!({
+        "certificates": [{"id": "oldcert001", "not_after": days_from_now(5)}],
+        "rest_apis": [{"id": "orders0001", "name": "orders-api", "stages": [
+            {"name": "prod", "client_certificate_id": "oldcert001", "tags": {"owner": "payments"}}]}]
+    }));
+    let pd = PagerDutyFake::start();
+    let config = config_file(&format!(
+        "{FAST}\n[notify.retry]\ninitial_backoff_ms = 10\nmax_backoff_ms = 50\n\
+         [notify.pagerduty]\nurl = \"{}/v2/enqueue\"\n\
+         [[notify.routes]]\nowners = [\"payments\"]\npagerduty_routing_key = \"${{PD_KEY}}\"\n",
+        pd.url
+    ));
+    let run = |args: &[&str]| {
+        let out = certsentinel(Some(&fake), None)
+            .env("PD_KEY", "R0UT1NGKEY0000000000000000000000")
+            .arg("--config")
+            .arg(&config.path)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // PagerDuty throttles the first event without saying for how long: it goes out later.
+    pd.fault(429, 1, None);
+    let (code, stderr) = run(&["scan", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let events = pd.events();
+    assert!(events.iter().all(|e| e["valid"] == true), "{events:?}");
+    assert_eq!(events.first().unwrap()["status"], 429);
+    let alerts = pd.alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["status"], "triggered");
+    assert_eq!(alerts[0]["severity"], "critical");
+
+    // The stage switches to a new certificate: the episode ends, the alert resolves.
+    let new = aws(&fake.url, &["apigateway", "generate-client-certificate"]);
+    let new_id = new["clientCertificateId"].as_str().unwrap();
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "update-stage",
+            "--rest-api-id",
+            "orders0001",
+            "--stage-name",
+            "prod",
+            "--patch-operations",
+            &format!("op=replace,path=/clientCertificateId,value={new_id}"),
+        ],
+    );
+    let (code, stderr) = run(&["scan", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let alerts = pd.alerts();
+    assert_eq!(alerts.len(), 1, "still one alert: {alerts:?}");
+    assert_eq!(alerts[0]["status"], "resolved", "{alerts:?}");
+    assert!(pd.events().iter().all(|e| e["valid"] == true));
+    assert!(
+        !stderr.contains("R0UT1NGKEY"),
+        "the routing key never reaches a log"
+    );
+}
