@@ -24,12 +24,47 @@ pub struct NotifySettings {
     pub retry: RetrySettings,
     /// The PagerDuty Events API v2 endpoint.
     pub pagerduty: PagerDutySettings,
+    /// Jira Cloud or Data Center.
+    pub jira: JiraSettings,
     /// Routes tried in order; the first whose `owners` match the intent's owner takes it.
     #[serde(default)]
     pub routes: Vec<Route>,
     /// Everything no route takes, unowned certificates and whole accounts and regions
     /// included: nothing is dropped for lack of a route.
     pub default_route: Route,
+}
+
+/// Which Jira: Cloud (REST v3, Atlassian Document Format, e-mail + API token) or Data Center
+/// (REST v2, text, personal access token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JiraFlavour {
+    Cloud,
+    Datacenter,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JiraSettings {
+    pub flavour: JiraFlavour,
+    /// `https://your-domain.atlassian.net`; empty: no Jira.
+    pub base_url: String,
+    /// Cloud: the account's e-mail, for Basic auth with the API token. Data Center: unused.
+    pub user: String,
+    /// Cloud: the API token; Data Center: the personal access token. `"${ENV_VAR}"`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Or a file holding it.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The issue type of the tickets.
+    pub issue_type: String,
+    /// A resolved episode's issue moves to a status of this category (Jira's statusCategory
+    /// key: `new`, `indeterminate` or `done`).
+    pub done_category: String,
+    /// A create whose answer was lost is searched for this long before it is tried again,
+    /// seconds: Cloud's search finds a new issue only after a while.
+    pub settle_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +91,15 @@ pub struct Route {
     /// Or a file holding that key (its content, trailing newline removed).
     #[serde(default)]
     pub webhook_secret_file: Option<PathBuf>,
+    /// The Jira project the route's tickets go to.
+    #[serde(default)]
+    pub jira_project: Option<String>,
+    /// Components set on its tickets.
+    #[serde(default)]
+    pub jira_components: Vec<String>,
+    /// Labels added to its tickets (no spaces: Jira refuses them).
+    #[serde(default)]
+    pub jira_labels: Vec<String>,
     /// The PagerDuty Events API v2 integration key pages go to: `"${ENV_VAR}"`.
     #[serde(default)]
     pub pagerduty_routing_key: Option<Secret>,
@@ -83,6 +127,33 @@ impl NotifySettings {
                 "notify.pagerduty.url",
                 format!("'{}' is not an http(s) URL", self.pagerduty.url),
             );
+        }
+        let jira_used = self
+            .routes
+            .iter()
+            .chain([&self.default_route])
+            .any(|r| r.jira_project.is_some());
+        if jira_used {
+            if !(self.jira.base_url.starts_with("https://")
+                || self.jira.base_url.starts_with("http://"))
+            {
+                return invalid(
+                    "notify.jira.base_url",
+                    "a route names a jira_project: give Jira's URL, such as \"https://example.atlassian.net\"",
+                );
+            }
+            if self.jira.token.is_none() && self.jira.token_file.is_none() {
+                return invalid(
+                    "notify.jira.token",
+                    "a route names a jira_project: set token = \"${ENV_VAR}\" or token_file",
+                );
+            }
+            if self.jira.flavour == JiraFlavour::Cloud && self.jira.user.is_empty() {
+                return invalid(
+                    "notify.jira.user",
+                    "Jira Cloud authenticates with the account's e-mail and an API token",
+                );
+            }
         }
         for (i, route) in self.routes.iter().enumerate() {
             let key = format!("notify.routes[{i}]");
@@ -113,6 +184,12 @@ impl NotifySettings {
         for (i, route) in self.routes.iter_mut().enumerate() {
             route.resolve_secrets(&format!("notify.routes[{i}]"), env)?;
         }
+        resolve(
+            "notify.jira.token",
+            &mut self.jira.token,
+            &self.jira.token_file,
+            env,
+        )?;
         self.default_route
             .resolve_secrets("notify.default_route", env)
     }
@@ -120,6 +197,16 @@ impl NotifySettings {
 
 impl Route {
     fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        if let Some(label) = self
+            .jira_labels
+            .iter()
+            .find(|l| l.is_empty() || l.contains(' '))
+        {
+            return invalid(
+                &format!("{key}.jira_labels"),
+                format!("'{label}' is not a Jira label: labels take no spaces"),
+            );
+        }
         if let Some(url) = &self.webhook_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {

@@ -62,8 +62,8 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(store: Arc<dyn Store + Send + Sync>, settings: &NotifySettings) -> Dispatcher {
         Dispatcher {
+            routes: Routes::new(settings, store.clone()),
             store,
-            routes: Routes::new(settings),
             backoff: Backoff::new(&settings.retry),
             parallel: settings.parallel_episodes,
         }

@@ -8,8 +8,10 @@ use crate::config::notify::{NotifySettings, Route, owner_matches};
 use crate::lifecycle::Intent;
 
 use super::backend::{Backend, LogBackend};
+use super::jira::JiraBackend;
 use super::pagerduty::PagerDutyBackend;
 use super::webhook::WebhookBackend;
+use crate::store::Store;
 
 /// The backends of one route.
 type Backends = Vec<Arc<dyn Backend>>;
@@ -21,15 +23,15 @@ pub struct Routes {
 }
 
 impl Routes {
-    pub fn new(settings: &NotifySettings) -> Routes {
+    pub fn new(settings: &NotifySettings, store: Arc<dyn Store + Send + Sync>) -> Routes {
         let timeout = Duration::from_secs(settings.timeout_secs);
         Routes {
             routes: settings
                 .routes
                 .iter()
-                .map(|r| (r.owners.clone(), backends(settings, r, timeout)))
+                .map(|r| (r.owners.clone(), backends(settings, r, timeout, &store)))
                 .collect(),
-            default: backends(settings, &settings.default_route, timeout),
+            default: backends(settings, &settings.default_route, timeout, &store),
         }
     }
 
@@ -48,8 +50,17 @@ impl Routes {
     }
 }
 
-fn backends(settings: &NotifySettings, route: &Route, timeout: Duration) -> Backends {
+fn backends(
+    settings: &NotifySettings,
+    route: &Route,
+    timeout: Duration,
+    store: &Arc<dyn Store + Send + Sync>,
+) -> Backends {
     let mut out: Backends = Vec::new();
+    // The ticket first: the episode's intents open, escalate and close it in order.
+    if let Some(jira) = JiraBackend::new(&settings.jira, route, timeout, store.clone()) {
+        out.push(Arc::new(jira));
+    }
     if let Some(key) = &route.pagerduty_routing_key {
         out.push(Arc::new(PagerDutyBackend::new(
             &settings.pagerduty.url,

@@ -62,7 +62,7 @@
 //! | 1 | `records`, `outbox` | — |
 //! | 2 | `intent_keys`: idempotency key -> outbox id | rebuilt from the pending outbox entries |
 //! | 3 | `locations`: the location index | built from the records (their state and observation time only) |
-//! | 4 | `targets`: each account and region's read health; `delivered`: intents every backend has | none: both start empty |
+//! | 4 | `targets`: each account and region's read health; `delivered`: intents every backend has; `notes`: what backends must remember (an episode's issue key, a create under way) | none: they start empty |
 
 mod sled_store;
 
@@ -245,6 +245,14 @@ pub trait Store {
     /// Commits accounts' and regions' read health with their intents, in one transaction,
     /// then flushes. Returns the outbox ids of the intents enqueued.
     fn commit_targets(&self, decisions: &[TargetDecision]) -> Result<Vec<OutboxId>, StoreError>;
+
+    /// What a backend noted under `key` (an issue key for an episode, a create under way),
+    /// if anything.
+    fn note(&self, backend: &str, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Notes `value` for a backend under `key`, durably (flushed), before the backend acts
+    /// on it: "about to create", then "created as PROJ-12".
+    fn set_note(&self, backend: &str, key: &str, value: &str) -> Result<(), StoreError>;
 
     /// Intents not yet delivered, oldest first.
     fn outbox_pending(&self) -> Result<Vec<OutboxEntry>, StoreError>;

@@ -38,6 +38,7 @@ const INTENT_KEYS: &str = "intent_keys";
 const LOCATIONS: &str = "locations";
 const TARGETS: &str = "targets";
 const DELIVERED: &str = "delivered";
+const NOTES: &str = "notes";
 
 pub struct SledStore {
     path: PathBuf,
@@ -48,6 +49,7 @@ pub struct SledStore {
     pub(crate) locations: sled::Tree,
     targets: sled::Tree,
     delivered: sled::Tree,
+    notes: sled::Tree,
 }
 
 /// `account\0region\0`: the prefix of every key of one account and region.
@@ -267,6 +269,7 @@ impl SledStore {
             locations: db.open_tree(LOCATIONS)?,
             targets: db.open_tree(TARGETS)?,
             delivered: db.open_tree(DELIVERED)?,
+            notes: db.open_tree(NOTES)?,
             path,
             db,
         };
@@ -526,6 +529,13 @@ impl<'a> Prepared<'a> {
         locations.insert(self.key.as_slice(), &self.location)?;
         Ok(())
     }
+}
+
+fn note_key(backend: &str, key: &str) -> Vec<u8> {
+    let mut k = backend.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
 }
 
 fn unwrap_transaction(e: TransactionError<StoreError>) -> StoreError {
@@ -830,6 +840,19 @@ impl Store for SledStore {
             })?;
         self.flush()?;
         Ok(ids)
+    }
+
+    fn note(&self, backend: &str, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .notes
+            .get(note_key(backend, key))?
+            .map(|v| String::from_utf8_lossy(&v).to_string()))
+    }
+
+    fn set_note(&self, backend: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        self.notes
+            .insert(note_key(backend, key), value.as_bytes())?;
+        self.flush()
     }
 
     fn outbox_pending(&self) -> Result<Vec<OutboxEntry>, StoreError> {

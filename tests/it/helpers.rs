@@ -322,6 +322,90 @@ impl PagerDutyFake {
     }
 }
 
+/// The Jira fake (`tests/fakes/jira_fake.py`), Cloud or Data Center: checks every request
+/// against the published definitions and keeps issues.
+pub struct JiraFake {
+    pub url: String,
+    _child: Guard,
+    _dir: tempfile::TempDir,
+}
+
+pub const JIRA_USER: &str = "robot@example.com";
+pub const JIRA_TOKEN: &str = "jira-token-canary-5d1e";
+
+impl JiraFake {
+    /// `flavour` is "cloud" or "datacenter"; Cloud's search lags new issues by `lag` seconds.
+    pub fn start(flavour: &str, lag: f64) -> Self {
+        let venv = venv();
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let mut cmd = Command::new(venv.join("bin/python"));
+        cmd.arg(repo_root().join("tests/fakes/jira_fake.py"))
+            .args(["--port", "0", "--port-file"])
+            .arg(&port_file)
+            .args(["--flavour", flavour])
+            .arg("--search-lag-seconds")
+            .arg(lag.to_string());
+        if flavour == "cloud" {
+            cmd.arg("--cloud-spec")
+                .arg(vendor_spec("jira-cloud-platform.swagger-v3.v3.json"))
+                .arg("--adf-schema")
+                .arg(vendor_spec("adf-schema-full.v1.json"))
+                .args(["--user", JIRA_USER, "--token", JIRA_TOKEN]);
+        } else {
+            cmd.arg("--dc-spec")
+                .arg(vendor_spec("jira-software-dc-10.3.24.swagger.v3.json"))
+                .args(["--pat", JIRA_TOKEN]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the Jira fake");
+        let port = wait_for_port_file(&port_file, &mut child, "the Jira fake");
+        JiraFake {
+            url: format!("http://127.0.0.1:{port}"),
+            _child: Guard(child),
+            _dir: dir,
+        }
+    }
+
+    fn get(&self, what: &str) -> Value {
+        let mut answer = ureq::get(&format!("{}/_fake/{what}", self.url))
+            .call()
+            .expect("Jira fake admin");
+        answer
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_json()
+            .unwrap()
+    }
+
+    /// Every request received, with whether it was valid against the definition.
+    pub fn requests(&self) -> Vec<Value> {
+        self.get("requests")["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every issue, with its fields, comments and status.
+    pub fn issues(&self) -> Vec<Value> {
+        self.get("issues")["issues"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Queues a fault (the fake's admin API body).
+    pub fn fault(&self, spec: Value) {
+        ureq::post(&format!("{}/_fake/faults", self.url))
+            .send_json(spec)
+            .expect("Jira fake fault");
+    }
+}
+
 /// A published API definition from `../shared/vendor-specs/`, beside the repository.
 pub fn vendor_spec(name: &str) -> PathBuf {
     let beside = repo_root().join("../shared/vendor-specs").join(name);

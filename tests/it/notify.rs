@@ -252,3 +252,207 @@ fn pages_trigger_one_alert_per_episode_and_its_end_resolves_it() {
         "the routing key never reaches a log"
     );
 }
+
+/// Payments and search each hear the certificate through Jira project PROJ.
+fn jira_config(jira: &JiraFake, flavour: &str, settle_secs: u64) -> ConfigFile {
+    config_file(&format!(
+        "{FAST}\n[notify.retry]\ninitial_backoff_ms = 10\nmax_backoff_ms = 50\nmax_attempts = 4\n\
+         [notify.jira]\nflavour = \"{flavour}\"\nbase_url = \"{}\"\nuser = \"{JIRA_USER}\"\n\
+         token = \"${{JIRA_TOKEN}}\"\nsettle_secs = {settle_secs}\n\
+         [[notify.routes]]\nowners = [\"payments\"]\njira_project = \"PROJ\"\njira_labels = [\"mtls\"]\n\
+         [notify.default_route]\njira_project = \"PROJ\"\n",
+        jira.url
+    ))
+}
+
+fn jira_run(
+    config: &ConfigFile,
+    fake: Option<&FakeControlPlane>,
+    args: &[&str],
+) -> (Option<i32>, String) {
+    let (code, _, stderr) = jira_run_out(config, fake, args);
+    (code, stderr)
+}
+
+fn jira_run_out(
+    config: &ConfigFile,
+    fake: Option<&FakeControlPlane>,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    let out = certsentinel(fake, None)
+        .env("JIRA_TOKEN", JIRA_TOKEN)
+        .env("RUST_LOG", "debug")
+        .arg("--config")
+        .arg(&config.path)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !stderr.contains(JIRA_TOKEN),
+        "the token never reaches a log"
+    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr,
+    )
+}
+
+fn switch_payments_stage(fake: &FakeControlPlane) {
+    let new = aws(&fake.url, &["apigateway", "generate-client-certificate"]);
+    let new_id = new["clientCertificateId"].as_str().unwrap();
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "update-stage",
+            "--rest-api-id",
+            "orders0001",
+            "--stage-name",
+            "prod",
+            "--patch-operations",
+            &format!("op=replace,path=/clientCertificateId,value={new_id}"),
+        ],
+    );
+}
+
+fn jira_story(flavour: &str) {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let jira = JiraFake::start(flavour, 0.0);
+    let config = jira_config(&jira, flavour, 60);
+    let (code, stderr) = jira_run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let issues = jira.issues();
+    assert_eq!(issues.len(), 2, "one issue per owner's episode: {issues:?}");
+    for issue in &issues {
+        let fields = &issue["fields"];
+        let labels: Vec<&str> = fields["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.as_str())
+            .collect();
+        assert!(labels.contains(&"certsentinel"), "{labels:?}");
+        assert!(
+            labels.iter().any(|l| l.starts_with("certsentinel-")),
+            "a dedup label: {labels:?}"
+        );
+        assert_eq!(
+            fields["priority"]["name"], "Medium",
+            "escalated to the 30-day step's priority"
+        );
+        assert!(fields["summary"].as_str().unwrap().contains("oldcert001"));
+        let comments = fields["comment"]["comments"].as_array().unwrap();
+        assert!(
+            !comments.is_empty(),
+            "the 30-day step is commented: {issue}"
+        );
+    }
+    assert!(
+        issues.iter().any(|i| i["fields"]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "mtls")),
+        "the payments route's label"
+    );
+
+    // Payments switches its stage: its issue is commented and moved to Done; search's stays.
+    switch_payments_stage(&fake);
+    let (code, stderr) = jira_run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let issues = jira.issues();
+    assert_eq!(issues.len(), 2, "no new issue: {issues:?}");
+    let done: Vec<&Value> = issues
+        .iter()
+        .filter(|i| i["fields"]["status"]["statusCategory"]["key"] == "done")
+        .collect();
+    assert_eq!(done.len(), 1, "{issues:?}");
+    let requests = jira.requests();
+    let invalid: Vec<&Value> = requests.iter().filter(|r| r["valid"] != true).collect();
+    assert!(
+        invalid.is_empty(),
+        "every request is valid against the definition: {invalid:?}"
+    );
+    let (_, outbox, _) = jira_run_out(&config, None, &["state", "outbox"]);
+    assert!(outbox.starts_with("0 intents pending"), "{outbox}");
+}
+
+#[test]
+fn jira_cloud_gets_one_issue_per_episode_escalated_and_closed_when_rotated() {
+    jira_story("cloud");
+}
+
+#[test]
+fn jira_data_center_gets_the_same_with_text_bodies_and_a_token() {
+    jira_story("datacenter");
+}
+
+#[test]
+fn a_create_whose_answer_was_lost_never_becomes_two_issues() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    // Search finds a new issue only 2 s after it was created.
+    let jira = JiraFake::start("cloud", 2.0);
+    let config = jira_config(&jira, "cloud", 30);
+    // Jira creates the first issue, and the answer never arrives (a crash or a lost
+    // connection after Jira acted); then it is throttled twice and fails once.
+    jira.fault(json!({"kind": "lose_answer", "count": 1, "method": "POST", "path_prefix": "/rest/api/3/issue"}));
+    let (code, stderr) = jira_run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "a delivery failure never fails the scan: {stderr}"
+    );
+    assert_eq!(
+        jira.issues().len(),
+        2,
+        "the lost create happened; the other episode went on"
+    );
+    // Drains while search still lags do not create again.
+    let (code, _) = jira_run(&config, None, &["notify", "--once"]);
+    assert_eq!(code, Some(0));
+    std::thread::sleep(std::time::Duration::from_millis(2_200));
+    let (code, stderr) = jira_run(&config, None, &["notify", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(jira.issues().len(), 2, "exactly one issue per episode");
+    let (_, outbox, _) = jira_run_out(&config, None, &["state", "outbox"]);
+    assert!(outbox.starts_with("0 intents pending"), "{outbox}");
+}
+
+#[test]
+fn jira_throttling_and_server_errors_are_retried_and_a_refusal_is_visible() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let jira = JiraFake::start("cloud", 0.0);
+    // A server error may hide a create: one second of settling, then it is created.
+    let config = jira_config(&jira, "cloud", 1);
+    for status in [429, 429, 500] {
+        jira.fault(json!({"status": status, "count": 1, "method": "POST", "path_prefix": "/rest/api/3/issue"}));
+    }
+    let (code, stderr) = jira_run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    let (code, stderr) = jira_run(&config, None, &["notify", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        jira.issues().len(),
+        2,
+        "429, 429, 500, then created: one issue each"
+    );
+
+    // A 400 on a comment: that intent is failed and visible, nothing else waits for it.
+    let fake2 = FakeControlPlane::start();
+    estate(&fake2);
+    let jira2 = JiraFake::start("cloud", 0.0);
+    let config2 = jira_config(&jira2, "cloud", 60);
+    jira2.fault(json!({"status": 400, "count": 1, "method": "POST", "path_prefix": "/rest/api/3/issue/PROJ-1/comment"}));
+    let (code, stderr) = jira_run(&config2, Some(&fake2), &["scan", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, outbox, _) = jira_run_out(&config2, None, &["state", "outbox"]);
+    assert!(outbox.contains("jira: FAILED"), "{outbox}");
+    assert!(outbox.contains("HTTP 400"), "{outbox}");
+    assert_eq!(jira2.issues().len(), 2, "the other episode went on");
+}
