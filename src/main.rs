@@ -238,7 +238,7 @@ async fn notify_command(settings: &Settings, retry: Option<&str>) -> anyhow::Res
             "no pending intent has the key {key}: `certsentinel state outbox` lists them"
         );
     }
-    let drained = Dispatcher::new(store, &settings.notify).drain().await?;
+    let drained = Dispatcher::new(store, settings)?.drain().await?;
     out(delivery_line(&drained))?;
     Ok(Outcome::Done)
 }
@@ -314,10 +314,8 @@ async fn scan_command(
     // What was committed is delivered before exiting, so a cron-style deployment works; a
     // delivery failure never fails the scan (the intents stay in the outbox).
     if !dry_run {
-        match Dispatcher::new(store.store.clone(), &settings.notify)
-            .drain()
-            .await
-        {
+        let dispatcher = Dispatcher::new(store.store.clone(), settings)?;
+        match dispatcher.drain().await {
             Ok(drained) => tracing::info!("{}", delivery_line(&drained).trim_end()),
             Err(e) => {
                 tracing::error!(error = %e, "the outbox could not be delivered; it is kept for the next run")

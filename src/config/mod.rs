@@ -104,6 +104,16 @@ pub struct Settings {
     pub daemon: DaemonSettings,
     pub telemetry: TelemetrySettings,
     pub notify: notify::NotifySettings,
+    /// Partners (named by the stage's partner tag) and who to write to.
+    #[serde(default)]
+    pub partners: std::collections::BTreeMap<String, PartnerSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerSettings {
+    /// The addresses a partner's coordination e-mails go to.
+    pub contacts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -293,6 +303,14 @@ impl Settings {
         self.store.validate()?;
         self.daemon.validate()?;
         self.notify.validate()?;
+        for (name, partner) in &self.partners {
+            if partner.contacts.is_empty() || partner.contacts.iter().any(|c| !c.contains('@')) {
+                return invalid(
+                    &format!("partners.{name}.contacts"),
+                    "give the partner's e-mail addresses, such as [\"pki@partner.example\"]",
+                );
+            }
+        }
         self.telemetry.validate()
     }
 

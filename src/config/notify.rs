@@ -26,12 +26,50 @@ pub struct NotifySettings {
     pub pagerduty: PagerDutySettings,
     /// Jira Cloud or Data Center.
     pub jira: JiraSettings,
+    /// Partner e-mail over SMTP.
+    pub email: EmailSettings,
     /// Routes tried in order; the first whose `owners` match the intent's owner takes it.
     #[serde(default)]
     pub routes: Vec<Route>,
     /// Everything no route takes, unowned certificates and whole accounts and regions
     /// included: nothing is dropped for lack of a route.
     pub default_route: Route,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (a relay on the same host or network).
+    None,
+    /// Upgraded with STARTTLS, required.
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    /// The SMTP server; empty: no e-mail.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub tls: SmtpTls,
+    /// The sender of partner e-mails.
+    pub from: String,
+    /// The SMTP login, if the server asks for one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Its password: `"${ENV_VAR}"`.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Or a file holding it.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// A directory with `partner.txt.j2` and `partner.html.j2` to use instead of the
+    /// embedded templates (config/templates/ in the repository).
+    #[serde(default)]
+    pub templates_dir: Option<PathBuf>,
 }
 
 /// Which Jira: Cloud (REST v3, Atlassian Document Format, e-mail + API token) or Data Center
@@ -155,6 +193,28 @@ impl NotifySettings {
                 );
             }
         }
+        if !self.email.smtp_host.is_empty() {
+            if !self.email.from.contains('@') {
+                return invalid(
+                    "notify.email.from",
+                    format!("'{}' is not an e-mail address", self.email.from),
+                );
+            }
+            if self.email.password.is_some() && self.email.username.is_none() {
+                return invalid(
+                    "notify.email.username",
+                    "a password is given: give the login it goes with",
+                );
+            }
+            if let Some(dir) = &self.email.templates_dir
+                && !dir.join("partner.txt.j2").is_file()
+            {
+                return invalid(
+                    "notify.email.templates_dir",
+                    format!("{} has no partner.txt.j2", dir.display()),
+                );
+            }
+        }
         for (i, route) in self.routes.iter().enumerate() {
             let key = format!("notify.routes[{i}]");
             if route.owners.is_empty() || route.owners.iter().any(|o| o.is_empty()) {
@@ -188,6 +248,12 @@ impl NotifySettings {
             "notify.jira.token",
             &mut self.jira.token,
             &self.jira.token_file,
+            env,
+        )?;
+        resolve(
+            "notify.email.password",
+            &mut self.email.password,
+            &self.email.password_file,
             env,
         )?;
         self.default_route

@@ -39,6 +39,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Task(String),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     /// `skew_seconds` is the local clock minus AWS's.
     #[error(
         "this host's clock is {} s {} AWS's (more than aws.max_clock_skew_secs = {limit}): nothing was decided; set the clock right (NTP)",
@@ -128,7 +130,7 @@ impl Daemon {
             stop.clone(),
         ));
         tasks.spawn(delivery_worker(
-            Dispatcher::new(self.store.clone(), &self.settings.notify),
+            Dispatcher::new(self.store.clone(), &self.settings)?,
             Duration::from_secs(self.settings.notify.interval_secs),
             decided,
             stop.clone(),

@@ -12,9 +12,10 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
+use super::NotifyError;
 use super::backend::{Backend, DeliveryRetryLogic};
 use super::route::Routes;
-use crate::config::notify::NotifySettings;
+use crate::config::Settings;
 use crate::ids::CertificateKey;
 use crate::lifecycle::Intent;
 use crate::output;
@@ -60,13 +61,16 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store + Send + Sync>, settings: &NotifySettings) -> Dispatcher {
-        Dispatcher {
-            routes: Routes::new(settings, store.clone()),
+    pub fn new(
+        store: Arc<dyn Store + Send + Sync>,
+        settings: &Settings,
+    ) -> Result<Dispatcher, NotifyError> {
+        Ok(Dispatcher {
+            routes: Routes::new(&settings.notify, &settings.partners, store.clone())?,
             store,
-            backoff: Backoff::new(&settings.retry),
-            parallel: settings.parallel_episodes,
-        }
+            backoff: Backoff::new(&settings.notify.retry),
+            parallel: settings.notify.parallel_episodes,
+        })
     }
 
     /// One drain of the outbox: what the daemon repeats, `notify --once` and `scan --once`
@@ -114,7 +118,7 @@ impl Dispatcher {
         for (n, entry) in entries.into_iter().enumerate() {
             let summary = output::describe_intent(&entry.intent);
             let mut everyone = true;
-            for backend in self.routes.for_intent(&entry.intent) {
+            for backend in &self.routes.for_intent(&entry.intent) {
                 match entry.deliveries.get(backend.name()) {
                     Some(Delivery::Delivered { .. }) => continue,
                     Some(Delivery::Failed { .. }) => {

@@ -4,8 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use super::NotifyError;
+use super::email::EmailBackend;
+use crate::config::PartnerSettings;
 use crate::config::notify::{NotifySettings, Route, owner_matches};
-use crate::lifecycle::Intent;
+use crate::lifecycle::{Intent, IntentKind};
 
 use super::backend::{Backend, LogBackend};
 use super::jira::JiraBackend;
@@ -16,29 +21,40 @@ use crate::store::Store;
 /// The backends of one route.
 type Backends = Vec<Arc<dyn Backend>>;
 
-/// The routes (their owner patterns), each with its backends built.
+/// The routes (their owner patterns), each with its backends built, and the e-mail backend
+/// that every partner e-mail goes to besides its route.
 pub struct Routes {
     routes: Vec<(Vec<String>, Backends)>,
     default: Backends,
+    email: Option<Arc<dyn Backend>>,
 }
 
 impl Routes {
-    pub fn new(settings: &NotifySettings, store: Arc<dyn Store + Send + Sync>) -> Routes {
+    pub fn new(
+        settings: &NotifySettings,
+        partners: &BTreeMap<String, PartnerSettings>,
+        store: Arc<dyn Store + Send + Sync>,
+    ) -> Result<Routes, NotifyError> {
         let timeout = Duration::from_secs(settings.timeout_secs);
-        Routes {
+        let email = EmailBackend::new(&settings.email, partners, timeout)
+            .map_err(NotifyError::Setup)?
+            .map(|e| Arc::new(e) as Arc<dyn Backend>);
+        Ok(Routes {
+            email,
             routes: settings
                 .routes
                 .iter()
                 .map(|r| (r.owners.clone(), backends(settings, r, timeout, &store)))
                 .collect(),
             default: backends(settings, &settings.default_route, timeout, &store),
-        }
+        })
     }
 
     /// The backends that hear `intent`. An intent without an owner (an unowned certificate,
-    /// a whole account and region) goes to the default route.
-    pub fn for_intent(&self, intent: &Intent) -> &[Arc<dyn Backend>] {
-        intent
+    /// a whole account and region) goes to the default route; a partner e-mail goes to the
+    /// partner as well, when e-mail is configured.
+    pub fn for_intent(&self, intent: &Intent) -> Backends {
+        let route = intent
             .owner
             .as_deref()
             .and_then(|owner| {
@@ -46,7 +62,13 @@ impl Routes {
                     .iter()
                     .find(|(owners, _)| owners.iter().any(|p| owner_matches(p, owner)))
             })
-            .map_or(&self.default[..], |(_, backends)| &backends[..])
+            .map_or(&self.default, |(_, backends)| backends);
+        let mut backends = route.clone();
+        if let (IntentKind::PartnerEmail { .. }, Some(email)) = (&intent.kind, &self.email) {
+            backends.retain(|b| b.name() != "log");
+            backends.push(email.clone());
+        }
+        backends
     }
 }
 

@@ -25,7 +25,8 @@ import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-DEFAULT_SPEC = "/work/shared/vendor-specs/pagerduty-events-v2.openapiv3.json"
+DEFAULT_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vendor-specs",
+                            "pagerduty-events-v2.openapiv3.json")
 EVENT_PATHS = ("/v2/enqueue", "/enqueue")
 ADMIN_PREFIX = "/_fake/"
 # JSON pointer of the request body schema of POST /enqueue in the OpenAPI document.

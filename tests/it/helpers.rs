@@ -406,12 +406,56 @@ impl JiraFake {
     }
 }
 
-/// A published API definition from `../shared/vendor-specs/`, beside the repository.
-pub fn vendor_spec(name: &str) -> PathBuf {
-    let beside = repo_root().join("../shared/vendor-specs").join(name);
-    if beside.exists() {
-        return beside;
+/// A real SMTP server (`tests/fakes/smtp_sink.py`, aiosmtpd) writing what it accepts to a
+/// directory; `extra` are its fault flags (`--reject-first N`, `--refuse-first N`).
+pub struct SmtpSink {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    _child: Guard,
+}
+
+impl SmtpSink {
+    pub fn start(extra: &[&str]) -> Self {
+        let venv = venv();
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let mut child = Command::new(venv.join("bin/python"))
+            .arg(repo_root().join("tests/fakes/smtp_sink.py"))
+            .args(["--port", "0", "--port-file"])
+            .arg(&port_file)
+            .arg("--dir")
+            .arg(dir.path().join("mail"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the SMTP sink");
+        let port = wait_for_port_file(&port_file, &mut child, "the SMTP sink");
+        SmtpSink {
+            port,
+            dir,
+            _child: Guard(child),
+        }
     }
+
+    /// Every message accepted, as received, in arrival order.
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        let mail = self.dir.path().join("mail");
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&mail)
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    }
+}
+
+/// A published API definition, as stored in `tests/vendor-specs/` (SOURCES.md there says
+/// where each comes from).
+pub fn vendor_spec(name: &str) -> PathBuf {
     repo_root().join("tests/vendor-specs").join(name)
 }
 

@@ -456,3 +456,65 @@ fn jira_throttling_and_server_errors_are_retried_and_a_refusal_is_visible() {
     assert!(outbox.contains("HTTP 400"), "{outbox}");
     assert_eq!(jira2.issues().len(), 2, "the other episode went on");
 }
+
+#[test]
+fn partners_get_their_emails_threaded_once_each_over_real_smtp() {
+    use mail_parser::MessageParser;
+
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    // The first message is answered "try again later": it is sent again.
+    let smtp = SmtpSink::start(&["--reject-first", "1"]);
+    let config = config_file(&format!(
+        "{FAST}\n[notify.retry]\ninitial_backoff_ms = 10\nmax_backoff_ms = 50\n\
+         [notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\n\
+         from = \"certsentinel@example.com\"\n\
+         [partners.acme]\ncontacts = [\"pki@acme.example\"]\n",
+        smtp.port
+    ));
+    let (code, stdout, stderr) = run(
+        &config,
+        Some(&fake),
+        &["scan", "--once", "--format", "json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let partner_intents = doc["reconcile"]["intents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"]["type"] == "partner_email")
+        .count();
+    assert_eq!(partner_intents, 2, "the timeline and the 30-day reminder");
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 2, "each once, the rejected one sent again");
+    let parsed: Vec<_> = messages
+        .iter()
+        .map(|m| MessageParser::default().parse(m).expect("a MIME message"))
+        .collect();
+    let window = &parsed[0];
+    assert!(
+        window.subject().unwrap().contains("oldcert001"),
+        "{:?}",
+        window.subject()
+    );
+    assert_eq!(
+        window.to().unwrap().first().unwrap().address().unwrap(),
+        "pki@acme.example"
+    );
+    let text = window.body_text(0).unwrap();
+    assert!(text.contains("both trusted"), "{text}");
+    assert!(window.body_html(0).is_some(), "an HTML part too");
+    let reminder = &parsed[1];
+    assert_eq!(
+        reminder.in_reply_to().as_text(),
+        window.message_id(),
+        "the reminder threads under the timeline"
+    );
+    assert_ne!(reminder.message_id(), window.message_id());
+
+    // Nothing is sent twice.
+    let (code, _, _) = run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(code, 0);
+    assert_eq!(smtp.messages().len(), 2);
+}
