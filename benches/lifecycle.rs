@@ -300,6 +300,8 @@ impl Estate {
                 warnings: Vec::new(),
                 tags: Default::default(),
                 certificate_owner: None,
+                successor_of: None,
+                pem: None,
                 used_by,
             });
         }

@@ -143,6 +143,7 @@ fn populated(dir: &std::path::Path, intents: usize) -> Result<SledStore> {
                     partner: None,
                 }],
                 departed: BTreeMap::new(),
+                successor: None,
             },
         };
         decisions.push(decide(None, &observation, &policy, now));

@@ -13,7 +13,7 @@ use crate::ids::{CertificateKey, StageKey, is_acm_arn};
 use crate::inventory::model::{Certificate, CertificateKind, RegionInventory, StageUse};
 use crate::lifecycle::{
     CertState, CertificateRecord, Observation, ObservationSource, RenewalOutlook, Seen, StageFate,
-    StageUser,
+    StageUser, Successor,
 };
 
 /// What a complete region scan says about every stage and certificate in it.
@@ -28,6 +28,9 @@ pub struct RegionIndex<'a> {
     region: &'a str,
     /// Stages absent from the listing that a targeted read confirmed gone.
     confirmed_gone: &'a HashSet<StageKey>,
+    /// Certificates tagged as successors, by the id of the certificate each succeeds (the
+    /// newest when several name the same one).
+    successors: HashMap<&'a str, &'a Certificate>,
 }
 
 /// Stages a certificate's record names that the scan no longer lists, not yet confirmed gone
@@ -59,7 +62,30 @@ impl<'a> RegionIndex<'a> {
             account: &inventory.account,
             region: &inventory.region,
             confirmed_gone,
+            successors: inventory
+                .certificates
+                .iter()
+                .fold(HashMap::new(), |mut m, c| {
+                    if let Some(of) = c.successor_of.as_deref() {
+                        let newer = m
+                            .get(of)
+                            .is_none_or(|seen: &&Certificate| c.created_at > seen.created_at);
+                        if newer {
+                            m.insert(of, c);
+                        }
+                    }
+                    m
+                }),
         }
+    }
+
+    /// The successor the scan found for certificate `id`, if any.
+    fn successor(&self, id: &str) -> Option<Successor> {
+        self.successors.get(id).map(|c| Successor {
+            certificate: c.key.clone(),
+            not_after: c.not_after,
+            pem: c.pem.clone(),
+        })
     }
 
     /// Where a stage that no longer presents `certificate` went, when the scan can tell:
@@ -168,6 +194,7 @@ pub fn present(
             renewal: renewal_outlook(&certificate.kind),
             users,
             departed,
+            successor: index.successor(&certificate.key.id),
         },
     }))
 }
@@ -200,6 +227,7 @@ pub fn missing(
             renewal: record.renewal.unwrap_or(RenewalOutlook::Manual),
             users,
             departed,
+            successor: index.successor(&record.key.id),
         }
     } else {
         Seen::Gone
@@ -230,6 +258,7 @@ pub fn unconfirmed(record: &CertificateRecord, t: DateTime<Utc>) -> Option<Obser
             renewal: record.renewal.unwrap_or(RenewalOutlook::Manual),
             users: record.users.clone(),
             departed: BTreeMap::new(),
+            successor: None,
         },
     })
 }
@@ -257,6 +286,8 @@ mod tests {
             warnings: vec![],
             tags: Default::default(),
             certificate_owner: None,
+            successor_of: None,
+            pem: None,
             used_by: users
                 .into_iter()
                 .map(|s| StageUse {

@@ -482,6 +482,10 @@ fn partner_email_words(email: &PartnerEmailKind) -> String {
             new_certificate.id
         ),
         PartnerEmailKind::OldMayBeRemoved => "the old certificate may leave the trust store".into(),
+        PartnerEmailKind::Successor { successor, .. } => format!(
+            "trust the successor {} alongside the current certificate",
+            successor.id
+        ),
     }
 }
 
@@ -495,6 +499,7 @@ fn urgency(kind: &IntentKind) -> u8 {
         IntentKind::Escalate { .. } => 2,
         IntentKind::OpenTicket { .. } => 3,
         IntentKind::CommentBigBang { .. } => 4,
+        IntentKind::AnnounceSuccessor { .. } => 4,
         IntentKind::PartnerEmail { .. } => 5,
         IntentKind::UpdateStages { .. } => 6,
         IntentKind::ResolveTicket { .. } => 7,
@@ -555,6 +560,17 @@ pub fn intent_words(intent: &Intent) -> String {
         IntentKind::CleanupReminder { rotated_away_since } => format!(
             "remind to delete it: no stage has presented it since {}",
             rotated_away_since.format("%Y-%m-%d")
+        ),
+        IntentKind::AnnounceSuccessor {
+            successor,
+            not_after,
+            ..
+        } => format!(
+            "the successor {} exists{}: its certificate goes to the partners and the ticket before any stage switches",
+            successor.id,
+            not_after
+                .map(|na| format!(" (valid until {})", na.format("%Y-%m-%d")))
+                .unwrap_or_default()
         ),
         IntentKind::TargetUnreadable {
             unreadable_since,
@@ -878,6 +894,7 @@ mod tests {
             cleanup_reminded_at: None,
             cleanup_done_at: None,
             partners_released: false,
+            successor_announced: None,
         };
         let say = |kind| intent_words(&Intent::new(&cert("c1"), &episode, at(0.0), kind));
         assert_eq!(

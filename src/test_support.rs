@@ -69,6 +69,7 @@ pub fn present(c: &str, t: f64, not_after: f64, users: Vec<StageUser>) -> Observ
             renewal: RenewalOutlook::Manual,
             users,
             departed: BTreeMap::new(),
+            successor: None,
         },
     }
 }

@@ -210,6 +210,8 @@ pub struct RetrySettings {
 pub struct OwnershipSettings {
     pub owner_tag_keys: Vec<String>,
     pub partner_tag_key: String,
+    /// Tag key, on a client certificate, that names the certificate it succeeds.
+    pub successor_tag_key: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -336,6 +336,8 @@ mod tests {
                     warnings: vec![],
                     tags: Default::default(),
                     certificate_owner: None,
+                    successor_of: None,
+                    pem: None,
                     used_by: vec![StageUse {
                         stage: stage(id),
                         api_name: "api".into(),

@@ -126,6 +126,12 @@ pub struct Certificate {
     pub tags: Tags,
     /// Owner from the certificate's own tags (the last resort of the precedence).
     pub certificate_owner: Option<Owner>,
+    /// The id of the certificate this one succeeds (its successor tag), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor_of: Option<String>,
+    /// The certificate itself (PEM), kept only for a successor: its partners need it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pem: Option<String>,
     pub used_by: Vec<StageUse>,
 }
 

@@ -9,6 +9,7 @@ use crate::config::OwnershipSettings;
 pub struct OwnershipRules {
     owner_keys: Vec<String>,
     partner_key: String,
+    successor_key: String,
 }
 
 impl OwnershipRules {
@@ -16,7 +17,16 @@ impl OwnershipRules {
         OwnershipRules {
             owner_keys: settings.owner_tag_keys.clone(),
             partner_key: settings.partner_tag_key.clone(),
+            successor_key: settings.successor_tag_key.clone(),
         }
+    }
+
+    /// The id of the certificate a certificate's tags say it succeeds; blank does not count.
+    pub fn successor_of(&self, certificate_tags: &Tags) -> Option<String> {
+        certificate_tags
+            .get(&self.successor_key)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     }
 
     /// The owner named by one level's tags, if any; blank values do not count.
@@ -66,6 +76,7 @@ mod tests {
         OwnershipRules::new(&OwnershipSettings {
             owner_tag_keys: vec!["owner".into(), "team".into()],
             partner_tag_key: "partner".into(),
+            successor_tag_key: "certsentinel:successor-of".into(),
         })
     }
 

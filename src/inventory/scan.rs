@@ -628,6 +628,9 @@ fn generated_certificate(
         fingerprint_sha256: expiry.fingerprint_sha256,
         warnings: expiry.warnings,
         certificate_owner: rules.owner_at(TagLevel::Certificate, &c.tags),
+        // Only a successor's certificate is kept: the partners of the one it replaces get it.
+        pem: rules.successor_of(&c.tags).and(c.pem),
+        successor_of: rules.successor_of(&c.tags),
         tags: c.tags,
         used_by,
     }
@@ -654,6 +657,8 @@ fn acm_certificate(key: CertificateKey, facts: AcmFacts, used_by: Vec<StageUse>)
         warnings,
         tags: Default::default(),
         certificate_owner: None,
+        successor_of: None,
+        pem: None,
         used_by,
     }
 }

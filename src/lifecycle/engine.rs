@@ -61,6 +61,7 @@ pub fn decide(
         now,
         intents: Vec::new(),
         unconfirmed,
+        successor: None,
     };
     let state = match &obs.seen {
         Seen::Gone => step.gone(),
@@ -70,14 +71,18 @@ pub fn decide(
             renewal,
             users,
             departed,
-        } => step.present(
-            *not_after,
-            *created_at,
-            *renewal,
-            users,
-            departed,
-            previous_state,
-        ),
+            successor,
+        } => {
+            step.successor = successor.clone();
+            step.present(
+                *not_after,
+                *created_at,
+                *renewal,
+                users,
+                departed,
+                previous_state,
+            )
+        }
     };
     let mut intents = step.intents;
     for intent in &mut intents {
@@ -212,6 +217,8 @@ struct Step<'a> {
     /// Deciding from what was last known, without a read: partners are told nothing (a
     /// partner only hears what a read confirmed) and learn of the episode once one does.
     unconfirmed: bool,
+    /// The successor the read found, if any.
+    successor: Option<Successor>,
 }
 
 impl Step<'_> {
@@ -267,6 +274,12 @@ impl Step<'_> {
         }
         if risky {
             self.open_episodes(&owners, not_after);
+        }
+        // A successor is announced as soon as it exists, before any stage switches.
+        for i in 0..self.rec.episodes.len() {
+            if self.rec.episodes[i].is_open() {
+                self.announce_successor(i);
+            }
         }
         // Steps and incidents, for every episode still open, while the certificate is at risk:
         // a managed renewal under way pauses escalation (it resumes, at the highest step
@@ -439,6 +452,7 @@ impl Step<'_> {
                 cleanup_reminded_at: None,
                 cleanup_done_at: None,
                 partners_released: false,
+                successor_announced: None,
             });
             let i = self.rec.episodes.len() - 1;
             self.log(TransitionEvent::Detected {
@@ -620,6 +634,42 @@ impl Step<'_> {
                 partner,
                 PartnerEmailKind::CutOver {
                     new_certificate: certificate.clone(),
+                },
+            );
+        }
+    }
+
+    /// Tells episode `i`'s ticket and partners of the successor the read found, once per
+    /// successor: its certificate goes with it, so trust stores hold both before the switch.
+    fn announce_successor(&mut self, i: usize) {
+        let Some(successor) = self.successor.clone().filter(|_| !self.unconfirmed) else {
+            return;
+        };
+        if self.rec.episodes[i].successor_announced.as_ref() == Some(&successor.certificate) {
+            return;
+        }
+        self.rec.episodes[i].successor_announced = Some(successor.certificate.clone());
+        let id = self.rec.episodes[i].id;
+        self.log(TransitionEvent::SuccessorAnnounced {
+            episode: id,
+            successor: successor.certificate.clone(),
+        });
+        self.emit(
+            i,
+            IntentKind::AnnounceSuccessor {
+                successor: successor.certificate.clone(),
+                not_after: successor.not_after,
+                pem: successor.pem.clone(),
+            },
+        );
+        let partners: Vec<String> = self.rec.episodes[i].partners.iter().cloned().collect();
+        for p in partners {
+            self.partner_email(
+                i,
+                p,
+                PartnerEmailKind::Successor {
+                    successor: successor.certificate.clone(),
+                    pem: successor.pem.clone(),
                 },
             );
         }

@@ -66,9 +66,22 @@ pub enum Seen {
         /// What became of stages that no longer present this certificate, when known.
         #[serde(default)]
         departed: BTreeMap<StageKey, StageFate>,
+        /// A certificate tagged as this one's successor, when the read found one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        successor: Option<Successor>,
     },
     /// A successful read that no longer finds the certificate. A failed read is never this.
     Gone,
+}
+
+/// A certificate generated to replace another (its successor tag names it), announced to the
+/// owners and partners of the one it replaces before any stage switches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Successor {
+    pub certificate: CertificateKey,
+    pub not_after: Option<DateTime<Utc>>,
+    /// The successor's certificate (public, PEM), for trust stores.
+    pub pem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +213,9 @@ pub struct Episode {
     /// Partners told the old certificate may leave their trust store.
     #[serde(default)]
     pub partners_released: bool,
+    /// The successor this episode's owner and partners were told of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor_announced: Option<CertificateKey>,
 }
 
 impl Episode {
@@ -259,6 +275,10 @@ pub enum TransitionEvent {
     CleanupDone {
         episode: u32,
     },
+    SuccessorAnnounced {
+        episode: u32,
+        successor: CertificateKey,
+    },
 }
 
 /// Everything known about one certificate: the only input, with the next observation, of the
@@ -313,6 +333,12 @@ pub enum PartnerEmailKind {
     CutOver { new_certificate: CertificateKey },
     /// The stabilisation period is over: the old certificate may leave the trust store.
     OldMayBeRemoved,
+    /// A successor exists: trust it alongside the current one (its PEM goes with it).
+    Successor {
+        successor: CertificateKey,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pem: Option<String>,
+    },
 }
 
 impl PartnerEmailKind {
@@ -322,6 +348,7 @@ impl PartnerEmailKind {
             PartnerEmailKind::Step { days_left } => format!("step{days_left}"),
             PartnerEmailKind::CutOver { new_certificate } => format!("cutover:{new_certificate}"),
             PartnerEmailKind::OldMayBeRemoved => "release".into(),
+            PartnerEmailKind::Successor { successor, .. } => format!("successor:{successor}"),
         }
     }
 }
@@ -372,6 +399,14 @@ pub enum IntentKind {
     CleanupReminder {
         rotated_away_since: DateTime<Utc>,
     },
+    /// A successor of the at-risk certificate exists: the ticket gets it (and its PEM) before
+    /// any stage switches.
+    AnnounceSuccessor {
+        successor: CertificateKey,
+        not_after: Option<DateTime<Utc>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pem: Option<String>,
+    },
     /// A whole account and region could not be read for longer than the policy allows:
     /// nobody can see its certificates. `certificate` names the account and region with the
     /// id `*` (every certificate there); `owner` is none, so the default route hears it.
@@ -420,6 +455,7 @@ impl IntentKind {
                 format!("{partner}:{}", email.key_part())
             }
             IntentKind::CleanupReminder { .. } => "cleanup".into(),
+            IntentKind::AnnounceSuccessor { successor, .. } => format!("successor:{successor}"),
             IntentKind::TargetUnreadable {
                 unreadable_since, ..
             } => format!("unreadable@{}", unreadable_since.to_rfc3339()),

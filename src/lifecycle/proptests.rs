@@ -98,6 +98,7 @@ fn observation(op: &Op, t: chrono::DateTime<chrono::Utc>) -> Observation {
                 },
                 users: us,
                 departed,
+                successor: None,
             }
         }
     };

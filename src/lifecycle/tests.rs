@@ -831,3 +831,45 @@ fn while_nobody_can_see_steps_still_fire_unconfirmed_and_nothing_resolves_or_rea
     assert_eq!(partner_emails(&i), ["partner|acme:step30"]);
     assert!(i.iter().all(|i| !i.unconfirmed));
 }
+
+#[test]
+fn a_successor_is_announced_once_to_the_ticket_and_the_partners_before_any_switch() {
+    let mut r = Run::default();
+    let u = vec![user("s1", A, Some("acme"))];
+    r.feed(&present("c1", 50.0, 100.0, u.clone()));
+    let with_successor = |t: f64| {
+        let mut obs = present("c1", t, 100.0, u.clone());
+        if let Seen::Present { successor, .. } = &mut obs.seen {
+            *successor = Some(Successor {
+                certificate: cert("c2"),
+                not_after: Some(at(465.0)),
+                pem: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
+            });
+        }
+        obs
+    };
+    let i = r.feed(&with_successor(51.0));
+    assert_eq!(
+        kinds(&i),
+        [
+            "team-a|e1|successor:111122223333/eu-west-1/c2",
+            "partner|acme:successor:111122223333/eu-west-1/c2"
+        ]
+    );
+    assert!(matches!(
+        &i[1].kind,
+        IntentKind::PartnerEmail { email: PartnerEmailKind::Successor { pem: Some(pem), .. }, .. } if pem.contains("BEGIN CERTIFICATE")
+    ));
+    assert!(r.feed(&with_successor(52.0)).is_empty(), "announced once");
+    // Without a read, nothing is announced.
+    let mut blind = with_successor(53.0);
+    blind.source = ObservationSource::Unconfirmed;
+    let mut fresh = Run::default();
+    fresh.feed(&present("c1", 50.0, 100.0, u.clone()));
+    assert!(
+        fresh
+            .feed(&blind)
+            .iter()
+            .all(|i| !matches!(i.kind, IntentKind::AnnounceSuccessor { .. }))
+    );
+}

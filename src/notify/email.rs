@@ -134,10 +134,22 @@ impl EmailBackend {
                     certificate.id
                 ),
             ),
+            PartnerEmailKind::Successor { successor, .. } => (
+                "successor",
+                format!(
+                    "The successor of {}: please trust {} alongside it",
+                    certificate.id, successor.id
+                ),
+            ),
         };
-        let new_certificate = match email {
-            PartnerEmailKind::CutOver { new_certificate } => new_certificate.to_string(),
-            _ => String::new(),
+        let (new_certificate, pem) = match email {
+            PartnerEmailKind::CutOver { new_certificate } => {
+                (new_certificate.to_string(), String::new())
+            }
+            PartnerEmailKind::Successor { successor, pem } => {
+                (successor.to_string(), pem.clone().unwrap_or_default())
+            }
+            _ => (String::new(), String::new()),
         };
         let context = minijinja::context! {
             partner => partner,
@@ -146,6 +158,7 @@ impl EmailBackend {
             not_after => not_after.format("%Y-%m-%d %H:%M UTC").to_string(),
             days_left => days_left(not_after, intent.decided_at),
             new_certificate => new_certificate,
+            pem => pem,
             owner => intent.owner.as_deref().unwrap_or(output::NO_OWNER),
         };
         let render = |name: &str| {

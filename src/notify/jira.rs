@@ -432,6 +432,9 @@ impl Backend for JiraBackend {
                             "{words}. It expired {} days ago.",
                             -days_left(*expired_at, intent.decided_at)
                         ),
+                        IntentKind::AnnounceSuccessor { pem: Some(pem), .. } => {
+                            format!("{words}.\n\n{pem}")
+                        }
                         _ => words,
                     };
                     self.comment(&key, &text).await?;

@@ -160,6 +160,7 @@ mod tests {
             cleanup_reminded_at: None,
             cleanup_done_at: None,
             partners_released: false,
+            successor_announced: None,
         };
         Intent::new(&cert("c1"), &episode, at(0.0), kind)
     }

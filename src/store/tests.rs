@@ -90,6 +90,7 @@ fn generation_obs(i: usize, g: u64) -> Observation {
                 vec![]
             },
             departed,
+            successor: None,
         },
     }
 }

@@ -311,6 +311,7 @@ fn observations_older_than_the_store_are_said_not_silently_dropped() {
                 renewal: RenewalOutlook::Manual,
                 users: vec![],
                 departed: Default::default(),
+                successor: None,
             },
         };
         store

@@ -518,3 +518,94 @@ fn partners_get_their_emails_threaded_once_each_over_real_smtp() {
     assert_eq!(code, 0);
     assert_eq!(smtp.messages().len(), 2);
 }
+
+#[test]
+fn a_successor_reaches_the_partner_and_the_ticket_before_the_switch_and_the_switch_closes_it() {
+    use mail_parser::MessageParser;
+
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let jira = JiraFake::start("cloud", 0.0);
+    let smtp = SmtpSink::start(&[]);
+    let config = config_file(&format!(
+        "{FAST}\n[notify.retry]\ninitial_backoff_ms = 10\nmax_backoff_ms = 50\n\
+         [notify.jira]\nflavour = \"cloud\"\nbase_url = \"{}\"\nuser = \"{JIRA_USER}\"\ntoken = \"${{JIRA_TOKEN}}\"\n\
+         [notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\nfrom = \"certsentinel@example.com\"\n\
+         [[notify.routes]]\nowners = [\"payments\"]\njira_project = \"PROJ\"\n\
+         [partners.acme]\ncontacts = [\"pki@acme.example\"]\n",
+        jira.url, smtp.port
+    ));
+    // Window entered: a Jira issue for payments, the timeline (and the 30-day reminder) to acme.
+    let (code, stderr) = jira_run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        jira.issues().len(),
+        1,
+        "payments' ticket (search's intents are logged)"
+    );
+    assert_eq!(smtp.messages().len(), 2);
+
+    // Payments generates the successor, tagged as such; no stage has switched yet.
+    let successor = aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "generate-client-certificate",
+            "--description",
+            "successor of oldcert001",
+            "--tags",
+            r#"{"certsentinel:successor-of": "oldcert001"}"#,
+        ],
+    );
+    let successor_id = successor["clientCertificateId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, stderr) = jira_run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 3, "the successor e-mail");
+    let mail = MessageParser::default().parse(&messages[2]).unwrap();
+    let text = mail.body_text(0).unwrap();
+    assert!(text.contains(&successor_id), "{text}");
+    assert!(
+        text.contains("-----BEGIN CERTIFICATE-----"),
+        "its PEM: {text}"
+    );
+    let issue = &jira.issues()[0];
+    let comments = issue["fields"]["comment"]["comments"].to_string();
+    assert!(comments.contains(&successor_id), "{comments}");
+    assert!(
+        comments.contains("BEGIN CERTIFICATE"),
+        "the PEM on the ticket"
+    );
+
+    // The stage switches to the successor: the ticket is commented and done, the partner told.
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "update-stage",
+            "--rest-api-id",
+            "orders0001",
+            "--stage-name",
+            "prod",
+            "--patch-operations",
+            &format!("op=replace,path=/clientCertificateId,value={successor_id}"),
+        ],
+    );
+    let (code, stderr) = jira_run(&config, Some(&fake), &["scan", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let issue = &jira.issues()[0];
+    assert_eq!(issue["fields"]["status"]["statusCategory"]["key"], "done");
+    let messages = smtp.messages();
+    let cut_over = MessageParser::default()
+        .parse(messages.last().unwrap())
+        .unwrap();
+    assert!(
+        cut_over.subject().unwrap().contains("Cut-over"),
+        "{:?}",
+        cut_over.subject()
+    );
+    assert!(jira.requests().iter().all(|r| r["valid"] == true));
+}
