@@ -848,12 +848,15 @@ class Fake:
     def add_fault(self, spec) -> None:
         if not isinstance(spec, dict):
             raise AdminError("expected a JSON object")
-        unknown = set(spec) - {"kind", "status", "count", "retry_after", "method", "path_prefix"}
+        unknown = set(spec) - {"kind", "status", "count", "retry_after", "method", "path_prefix", "seconds"}
         if unknown:
             raise AdminError(f"unknown fields: {sorted(unknown)}")
         kind = spec.get("kind", "status")
-        if kind not in ("status", "lose_answer"):
-            raise AdminError("kind: expected \"status\" (the default) or \"lose_answer\"")
+        if kind not in ("status", "lose_answer", "delay_answer"):
+            raise AdminError("kind: expected \"status\" (the default), \"lose_answer\" or \"delay_answer\"")
+        seconds = spec.get("seconds", 0)
+        if kind == "delay_answer" and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0):
+            raise AdminError("delay_answer needs seconds > 0: how long Jira acts before it answers")
         status = spec.get("status")
         if kind == "status":
             if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
@@ -878,7 +881,7 @@ class Fake:
             raise AdminError("path_prefix: expected a path starting with /")
         with self.lock:
             self.faults.append({"kind": kind, "status": status, "count": count, "retry_after": retry_after,
-                                "method": method, "path_prefix": prefix})
+                                "method": method, "path_prefix": prefix, "seconds": seconds})
 
     # -- issues (callers hold the lock) ------------------------------------------------------
 
@@ -1231,7 +1234,7 @@ class Handler(BaseHTTPRequestHandler):
                     record["errors"].append(f"fake bug: {type(e).__name__}: {e}")
             record["status"] = answer.status
             if fault is not None:
-                record["fault"] = fault["kind"] if fault["kind"] == "lose_answer" else f"status {fault['status']}"
+                record["fault"] = fault["kind"] if fault["kind"] != "status" else f"status {fault['status']}"
             if fault is not None and fault["kind"] == "lose_answer":
                 record["answered"] = False
             FAKE.requests.append(record)
@@ -1239,6 +1242,9 @@ class Handler(BaseHTTPRequestHandler):
             log(f"{method} {self.path} -> {answer.status} valid={record['valid']}"
                 f"{' fault=' + record['fault'] if record['fault'] else ''}"
                 f"{' errors=' + json.dumps(record['errors']) if record['errors'] else ''}")
+        if fault is not None and fault["kind"] == "delay_answer":
+            # Jira acted; its answer takes this long (the client may be gone by then).
+            time.sleep(fault["seconds"])
         if not record["answered"]:
             # Jira acted, but the client never hears of it: close without a status line.
             self.close_connection = True

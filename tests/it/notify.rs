@@ -609,3 +609,47 @@ fn a_successor_reaches_the_partner_and_the_ticket_before_the_switch_and_the_swit
     );
     assert!(jira.requests().iter().all(|r| r["valid"] == true));
 }
+
+#[test]
+fn sigkill_after_jira_created_an_issue_and_before_it_was_recorded_still_leaves_one_issue() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    // Search finds a new issue only 2 s after it is created.
+    let jira = JiraFake::start("cloud", 2.0);
+    let config = jira_config(&jira, "cloud", 60);
+    // Jira creates the first issue at once but answers only after 30 s.
+    jira.fault(json!({"kind": "delay_answer", "seconds": 30, "count": 1,
+                      "method": "POST", "path_prefix": "/rest/api/3/issue"}));
+    let mut child = certsentinel(Some(&fake), None)
+        .env("JIRA_TOKEN", JIRA_TOKEN)
+        .arg("--config")
+        .arg(&config.path)
+        .args(["scan", "--once"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while jira.issues().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Jira never got both creates"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Jira acted; certsentinel is killed before it hears the answer.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Restarted while search still lags: nothing is created again...
+    let (code, stderr) = jira_run(&config, None, &["notify", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(jira.issues().len(), 2);
+    // ...and once search finds the issue, the episode goes on with it.
+    std::thread::sleep(std::time::Duration::from_millis(2_200));
+    let (code, stderr) = jira_run(&config, None, &["notify", "--once"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(jira.issues().len(), 2, "exactly one issue per episode");
+    let (_, outbox, _) = jira_run_out(&config, None, &["state", "outbox"]);
+    assert!(outbox.starts_with("0 intents pending"), "{outbox}");
+}
