@@ -94,8 +94,10 @@ fn capped(target: &str, level: LevelFilter) -> String {
 /// Installs the global subscriber. Call once, at start-up.
 pub fn init(format: LogFormat, level: &str) {
     let filter = filter(level);
+    // Colours only for a person at a terminal, never in a file or a collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Pretty => builder.with_target(false).try_init(),

@@ -25,13 +25,65 @@ trap cleanup EXIT
 "$venv/bin/python" tests/fakes/apigateway_fake.py --port 0 --port-file "$work/fake.port" \
   --seed sandbox >/dev/null &
 pids+=($!)
+# Where the tickets go: a Jira (Cloud) fake, a PagerDuty fake and a real SMTP server.
+specs="$root/tests/vendor-specs"
+"$venv/bin/python" tests/fakes/jira_fake.py --port 0 --port-file "$work/jira.port" --flavour cloud \
+  --cloud-spec "$specs/jira-cloud-platform.swagger-v3.v3.json" \
+  --adf-schema "$specs/adf-schema-full.v1.json" --user robot@example.com --token sandbox-jira-token \
+  >/dev/null &
+pids+=($!)
+"$venv/bin/python" tests/fakes/pagerduty_fake.py --port 0 --port-file "$work/pd.port" \
+  --spec "$specs/pagerduty-events-v2.openapiv3.json" >/dev/null &
+pids+=($!)
+mail="$root/target/sandbox-mail"
+rm -rf "$mail"
+"$venv/bin/python" tests/fakes/smtp_sink.py --port 0 --port-file "$work/smtp.port" --dir "$mail" \
+  >/dev/null &
+pids+=($!)
 moto_port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do
-  [ -s "$work/fake.port" ] && curl -fs "http://127.0.0.1:$moto_port/moto-api/" >/dev/null 2>&1 && break
+  [ -s "$work/fake.port" ] && [ -s "$work/jira.port" ] && [ -s "$work/pd.port" ] \
+    && [ -s "$work/smtp.port" ] && curl -fs "http://127.0.0.1:$moto_port/moto-api/" >/dev/null 2>&1 \
+    && break
   sleep 0.1
 done
+jira_url="http://127.0.0.1:$(cat "$work/jira.port")"
+pd_url="http://127.0.0.1:$(cat "$work/pd.port")"
+
+# The sandbox's configuration, with the ports of this run: payments and identity get Jira
+# tickets and pages, every other owner (and no owner) Jira tickets; the partner e-mail.
+cat tests/sandbox.toml > "$work/sandbox.toml"
+cat >> "$work/sandbox.toml" <<TOML
+
+[notify.jira]
+flavour = "cloud"
+base_url = "$jira_url"
+user = "robot@example.com"
+token = "\${SANDBOX_JIRA_TOKEN}"
+
+[notify.pagerduty]
+url = "$pd_url/v2/enqueue"
+
+[notify.email]
+smtp_host = "127.0.0.1"
+smtp_port = $(cat "$work/smtp.port")
+tls = "none"
+from = "certsentinel@example.com"
+
+[[notify.routes]]
+owners = ["payments", "identity"]
+jira_project = "PAY"
+pagerduty_routing_key = "\${SANDBOX_PD_KEY}"
+
+[notify.default_route]
+jira_project = "OPS"
+
+[partners.acme-payments]
+contacts = ["pki@acme-payments.example"]
+TOML
+export SANDBOX_JIRA_TOKEN=sandbox-jira-token SANDBOX_PD_KEY=sandboxroutingkey000000000000000
 fake_url="http://127.0.0.1:$(cat "$work/fake.port")"
 moto_url="http://127.0.0.1:$moto_port"
 
@@ -79,4 +131,25 @@ if [ -z "$bin" ]; then
   cargo build --bin certsentinel >&2
   bin="$root/target/debug/certsentinel"
 fi
-"$bin" --config tests/sandbox.toml scan --once "$@"
+status=0
+"$bin" --config "$work/sandbox.toml" scan --once "$@" || status=$?
+
+# What was sent, before the fakes stop with the script.
+"$venv/bin/python" - "$jira_url" "$pd_url" "$mail" >&2 <<'PY'
+import json, os, sys, urllib.request
+jira, pd, mail = sys.argv[1:4]
+get = lambda url: json.load(urllib.request.urlopen(url))
+issues = get(f"{jira}/_fake/issues")["issues"]
+alerts = get(f"{pd}/_fake/alerts")["alerts"]
+mails = sorted(f for f in os.listdir(mail) if f.endswith(".eml")) if os.path.isdir(mail) else []
+print(f"\nsent by this run: {len(issues)} Jira issues, {len(alerts)} PagerDuty alerts, "
+      f"{len(mails)} partner e-mails (the e-mails are in {mail})")
+for i in issues[:8]:
+    f = i["fields"]
+    print(f"  {i['key']:7} {f['priority']['name']:8} {f['summary']}")
+if len(issues) > 8:
+    print(f"  ... and {len(issues) - 8} more")
+for a in alerts:
+    print(f"  page {a['severity']:8} {a['status']:9} {a['summary'][:90]}")
+PY
+exit $status

@@ -424,8 +424,13 @@ impl Backend for JiraBackend {
                     let Some(key) = self.issue(intent, true).await? else {
                         return Ok("no issue".to_string());
                     };
-                    if let IntentKind::Escalate { priority, .. } = kind {
-                        self.raise(&key, *priority).await?;
+                    match kind {
+                        IntentKind::Escalate { priority, .. } => {
+                            self.raise(&key, *priority).await?
+                        }
+                        // An outage: the ticket goes to the top.
+                        IntentKind::Incident { .. } => self.raise(&key, Priority::Highest).await?,
+                        _ => {}
                     }
                     let text = match kind {
                         IntentKind::Incident { expired_at } => format!(
