@@ -653,3 +653,162 @@ fn sigkill_after_jira_created_an_issue_and_before_it_was_recorded_still_leaves_o
     let (_, outbox, _) = jira_run_out(&config, None, &["state", "outbox"]);
     assert!(outbox.starts_with("0 intents pending"), "{outbox}");
 }
+
+#[test]
+fn the_whole_story_from_the_window_to_the_old_certificate_deleted() {
+    use mail_parser::MessageParser;
+
+    let fake = FakeControlPlane::start();
+    // Ten days left: the window is entered at the 14-day step (a page, high priority).
+    fake.seed(json!({
+        "certificates": [{"id": "oldcert001", "not_after": days_from_now(10)}],
+        "rest_apis": [{"id": "orders0001", "name": "orders-api", "stages": [
+            {"name": "prod", "client_certificate_id": "oldcert001", "tags": {"owner": "payments", "partner": "acme"}}]}]
+    }));
+    let jira = JiraFake::start("cloud", 0.0);
+    let pd = PagerDutyFake::start();
+    let smtp = SmtpSink::start(&[]);
+    // No stabilisation wait, so the whole story fits in one test.
+    let config = config_file(&format!(
+        "{FAST}\n[policy]\ncleanup_after_days = 0\n\
+         [notify.retry]\ninitial_backoff_ms = 10\nmax_backoff_ms = 50\n\
+         [notify.jira]\nflavour = \"cloud\"\nbase_url = \"{}\"\nuser = \"{JIRA_USER}\"\ntoken = \"${{JIRA_TOKEN}}\"\n\
+         [notify.pagerduty]\nurl = \"{}/v2/enqueue\"\n\
+         [notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\nfrom = \"certsentinel@example.com\"\n\
+         [[notify.routes]]\nowners = [\"payments\"]\njira_project = \"PROJ\"\npagerduty_routing_key = \"${{PD_KEY}}\"\n\
+         [partners.acme]\ncontacts = [\"pki@acme.example\"]\n",
+        jira.url, pd.url, smtp.port
+    ));
+    let scan = || {
+        let out = certsentinel(Some(&fake), None)
+            .env("JIRA_TOKEN", JIRA_TOKEN)
+            .env("PD_KEY", "R0UT1NGKEY0000000000000000000000")
+            .arg("--config")
+            .arg(&config.path)
+            .args(["scan", "--once"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let subjects = || -> Vec<String> {
+        smtp.messages()
+            .iter()
+            .map(|m| {
+                MessageParser::default()
+                    .parse(m)
+                    .unwrap()
+                    .subject()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+
+    // 1. Window entered at the 14-day step: a Jira issue (High), a page, the timeline.
+    scan();
+    let issue = &jira.issues()[0];
+    assert_eq!(issue["fields"]["priority"]["name"], "High");
+    assert_eq!(pd.alerts().len(), 1);
+    assert_eq!(pd.alerts()[0]["severity"], "warning");
+    assert!(
+        subjects()
+            .iter()
+            .any(|s| s.starts_with("Client certificate rotation")),
+        "{:?}",
+        subjects()
+    );
+
+    // 2. The successor is tagged: its PEM to the partner and on the ticket.
+    let successor = aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "generate-client-certificate",
+            "--tags",
+            r#"{"certsentinel:successor-of": "oldcert001"}"#,
+        ],
+    );
+    let successor_id = successor["clientCertificateId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    scan();
+    assert!(
+        subjects()
+            .iter()
+            .any(|s| s.starts_with("The successor of oldcert001")),
+        "{:?}",
+        subjects()
+    );
+    assert!(
+        jira.issues()[0]["fields"]["comment"]
+            .to_string()
+            .contains("BEGIN CERTIFICATE")
+    );
+
+    // 3. The stage switches: the page resolves, the ticket is commented and done, the partner
+    //    told; with no stabilisation wait, the clean-up reminder and the release follow.
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "update-stage",
+            "--rest-api-id",
+            "orders0001",
+            "--stage-name",
+            "prod",
+            "--patch-operations",
+            &format!("op=replace,path=/clientCertificateId,value={successor_id}"),
+        ],
+    );
+    scan();
+    assert_eq!(pd.alerts()[0]["status"], "resolved", "{:?}", pd.alerts());
+    assert_eq!(
+        jira.issues()[0]["fields"]["status"]["statusCategory"]["key"],
+        "done"
+    );
+    let sent = subjects();
+    assert!(
+        sent.iter().any(|s| s.starts_with("Cut-over done")),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|s| s.contains("may leave your trust store")),
+        "{sent:?}"
+    );
+    let comments = jira.issues()[0]["fields"]["comment"].to_string();
+    assert!(comments.contains("remind to delete it"), "{comments}");
+
+    // 4. The old certificate is deleted: the story ends; nothing more is sent.
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "delete-client-certificate",
+            "--client-certificate-id",
+            "oldcert001",
+        ],
+    );
+    let before = (
+        jira.requests().len(),
+        pd.events().len(),
+        smtp.messages().len(),
+    );
+    scan();
+    assert_eq!(jira.issues().len(), 1, "one issue for the whole story");
+    assert_eq!(pd.alerts().len(), 1, "one alert for the whole story");
+    assert!(jira.requests().iter().all(|r| r["valid"] == true));
+    assert!(pd.events().iter().all(|e| e["valid"] == true));
+    assert_eq!(
+        smtp.messages().len(),
+        before.2,
+        "the partner heard everything once"
+    );
+    let _ = before;
+}
