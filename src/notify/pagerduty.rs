@@ -88,11 +88,16 @@ pub fn event(intent: &Intent, summary: &str, routing_key: &str) -> Option<serde_
         }));
     }
     let summary: String = summary.chars().take(SUMMARY_MAX).collect();
+    let region = &intent.certificate.region;
     Some(json!({
         "routing_key": routing_key,
         "event_action": "trigger",
         "dedup_key": dedup_key,
         "client": "certsentinel",
+        "links": [{
+            "href": format!("https://{region}.console.aws.amazon.com/apigateway/main/client-certificates?region={region}"),
+            "text": format!("API Gateway client certificates in {region}"),
+        }],
         "payload": {
             "summary": summary,
             "source": intent.certificate.to_string(),

@@ -812,3 +812,45 @@ fn the_whole_story_from_the_window_to_the_old_certificate_deleted() {
     );
     let _ = before;
 }
+
+#[test]
+fn a_dry_run_sends_nothing_and_the_documented_configuration_is_accepted() {
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let hooks = WebhookReceiver::start(CANARY);
+    let config = routed(&hooks);
+    let (code, _, stderr) = run(&config, Some(&fake), &["scan", "--once", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(hooks.deliveries().is_empty(), "a dry run sends nothing");
+
+    // The configuration the delivery issue gives, as it is written.
+    let documented = config_file(&format!(
+        "{FAST}\n\
+[notify.jira]\nflavour = \"cloud\"\nbase_url = \"http://127.0.0.1:8089\"\nuser = \"robot@example.com\"\ntoken = \"${{JIRA_TOKEN}}\"\n\
+[notify.pagerduty]\nurl = \"http://127.0.0.1:8089/v2/enqueue\"\n\
+[notify.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = 2525\ntls = \"none\"\nfrom = \"certsentinel@example.com\"\n\
+[[notify.routes]]\nowners = [\"team-stage-*\"]\njira_project = \"PROJ\"\npagerduty_routing_key = \"${{PD_KEY_STAGES}}\"\n\
+[notify.default_route]\njira_project = \"PROJ\"\npagerduty_routing_key = \"${{PD_KEY_DEFAULT}}\"\n\
+[partners.acme]\ncontacts = [\"pki@acme.example\"]\n"
+    ));
+    let out = certsentinel(None, None)
+        .env("JIRA_TOKEN", "t0ken")
+        .env("PD_KEY_STAGES", "k1")
+        .env("PD_KEY_DEFAULT", "k2")
+        .arg("--config")
+        .arg(&documented.path)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("[redacted]") && !shown.contains("t0ken"),
+        "{shown}"
+    );
+}
