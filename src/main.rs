@@ -314,8 +314,11 @@ async fn scan_command(
     // What was committed is delivered before exiting, so a cron-style deployment works; a
     // delivery failure never fails the scan (the intents stay in the outbox).
     if !dry_run {
-        let dispatcher = Dispatcher::new(store.store.clone(), settings)?;
-        match dispatcher.drain().await {
+        let delivered = match Dispatcher::new(store.store.clone(), settings) {
+            Ok(dispatcher) => dispatcher.drain().await.map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match delivered {
             Ok(drained) => tracing::info!("{}", delivery_line(&drained).trim_end()),
             Err(e) => {
                 tracing::error!(error = %e, "the outbox could not be delivered; it is kept for the next run")
