@@ -104,11 +104,52 @@ impl Drop for Guard {
     }
 }
 
+/// A Python fake of `tests/fakes/` running on a free port of 127.0.0.1; it stops (and its
+/// temporary directory goes) when this is dropped.
+pub struct Spawned {
+    pub port: u16,
+    /// Holds the port file; kept until the fake stops.
+    _dir: tempfile::TempDir,
+    _child: Guard,
+}
+
+impl Spawned {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Starts `tests/fakes/<script>` with `--port 0 --port-file` and `args`, and waits until it
+/// listens; `what` names it in a failure.
+pub fn spawn_fake<I, S>(script: &str, args: I, what: &str) -> Spawned
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let venv = venv();
+    let dir = tempfile::tempdir().unwrap();
+    let port_file = dir.path().join("port");
+    let mut child = Command::new(venv.join("bin/python"))
+        .arg(repo_root().join("tests/fakes").join(script))
+        .args(["--port", "0", "--port-file"])
+        .arg(&port_file)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let port = wait_for_port_file(&port_file, &mut child, what);
+    Spawned {
+        port,
+        _dir: dir,
+        _child: Guard(child),
+    }
+}
+
 /// The fake API Gateway control plane (v1 and v2), `tests/fakes/apigateway_fake.py`.
 pub struct FakeControlPlane {
     pub url: String,
-    _child: Guard,
-    _dir: tempfile::TempDir,
+    _fake: Spawned,
 }
 
 impl FakeControlPlane {
@@ -117,23 +158,10 @@ impl FakeControlPlane {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
-        let venv = venv();
-        let dir = tempfile::tempdir().unwrap();
-        let port_file = dir.path().join("port");
-        let mut child = Command::new(venv.join("bin/python"))
-            .arg(repo_root().join("tests/fakes/apigateway_fake.py"))
-            .args(["--port", "0", "--port-file"])
-            .arg(&port_file)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the fake control plane");
-        let port = wait_for_port_file(&port_file, &mut child, "the fake control plane");
+        let fake = spawn_fake("apigateway_fake.py", extra, "the fake control plane");
         FakeControlPlane {
-            url: format!("http://127.0.0.1:{port}"),
-            _child: Guard(child),
-            _dir: dir,
+            url: fake.url(),
+            _fake: fake,
         }
     }
 
@@ -216,30 +244,22 @@ impl FakeControlPlane {
 /// signature with `secret` and its body against `schemas/webhook-v1.schema.json`.
 pub struct WebhookReceiver {
     pub url: String,
-    _child: Guard,
-    _dir: tempfile::TempDir,
+    _fake: Spawned,
 }
 
 impl WebhookReceiver {
     pub fn start(secret: &str) -> Self {
-        let venv = venv();
-        let dir = tempfile::tempdir().unwrap();
-        let port_file = dir.path().join("port");
-        let mut child = Command::new(venv.join("bin/python"))
-            .arg(repo_root().join("tests/fakes/webhook_fake.py"))
-            .args(["--port", "0", "--port-file"])
-            .arg(&port_file)
-            .args(["--secret", secret, "--schema"])
-            .arg(repo_root().join("schemas/webhook-v1.schema.json"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the webhook receiver");
-        let port = wait_for_port_file(&port_file, &mut child, "the webhook receiver");
+        let schema = repo_root().join("schemas/webhook-v1.schema.json");
+        let args: [&std::ffi::OsStr; 4] = [
+            "--secret".as_ref(),
+            secret.as_ref(),
+            "--schema".as_ref(),
+            schema.as_os_str(),
+        ];
+        let fake = spawn_fake("webhook_fake.py", args, "the webhook receiver");
         WebhookReceiver {
-            url: format!("http://127.0.0.1:{port}"),
-            _child: Guard(child),
-            _dir: dir,
+            url: fake.url(),
+            _fake: fake,
         }
     }
 
@@ -264,30 +284,20 @@ impl WebhookReceiver {
 /// against the published definition and keeps alerts by dedup key.
 pub struct PagerDutyFake {
     pub url: String,
-    _child: Guard,
-    _dir: tempfile::TempDir,
+    _fake: Spawned,
 }
 
 impl PagerDutyFake {
     pub fn start() -> Self {
-        let venv = venv();
-        let dir = tempfile::tempdir().unwrap();
-        let port_file = dir.path().join("port");
-        let mut child = Command::new(venv.join("bin/python"))
-            .arg(repo_root().join("tests/fakes/pagerduty_fake.py"))
-            .args(["--port", "0", "--port-file"])
-            .arg(&port_file)
-            .arg("--spec")
-            .arg(vendor_spec("pagerduty-events-v2.openapiv3.json"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the PagerDuty fake");
-        let port = wait_for_port_file(&port_file, &mut child, "the PagerDuty fake");
+        let spec = vendor_spec("pagerduty-events-v2.openapiv3.json");
+        let fake = spawn_fake(
+            "pagerduty_fake.py",
+            [std::ffi::OsStr::new("--spec"), spec.as_os_str()],
+            "the PagerDuty fake",
+        );
         PagerDutyFake {
-            url: format!("http://127.0.0.1:{port}"),
-            _child: Guard(child),
-            _dir: dir,
+            url: fake.url(),
+            _fake: fake,
         }
     }
 
@@ -326,8 +336,7 @@ impl PagerDutyFake {
 /// against the published definitions and keeps issues.
 pub struct JiraFake {
     pub url: String,
-    _child: Guard,
-    _dir: tempfile::TempDir,
+    _fake: Spawned,
 }
 
 pub const JIRA_USER: &str = "robot@example.com";
@@ -336,37 +345,26 @@ pub const JIRA_TOKEN: &str = "jira-token-canary-5d1e";
 impl JiraFake {
     /// `flavour` is "cloud" or "datacenter"; Cloud's search lags new issues by `lag` seconds.
     pub fn start(flavour: &str, lag: f64) -> Self {
-        let venv = venv();
-        let dir = tempfile::tempdir().unwrap();
-        let port_file = dir.path().join("port");
-        let mut cmd = Command::new(venv.join("bin/python"));
-        cmd.arg(repo_root().join("tests/fakes/jira_fake.py"))
-            .args(["--port", "0", "--port-file"])
-            .arg(&port_file)
-            .args(["--flavour", flavour])
-            .arg("--search-lag-seconds")
-            .arg(lag.to_string());
+        let mut args: Vec<std::ffi::OsString> = ["--flavour", flavour, "--search-lag-seconds"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        args.push(lag.to_string().into());
         if flavour == "cloud" {
-            cmd.arg("--cloud-spec")
-                .arg(vendor_spec("jira-cloud-platform.swagger-v3.v3.json"))
-                .arg("--adf-schema")
-                .arg(vendor_spec("adf-schema-full.v1.json"))
-                .args(["--user", JIRA_USER, "--token", JIRA_TOKEN]);
+            args.push("--cloud-spec".into());
+            args.push(vendor_spec("jira-cloud-platform.swagger-v3.v3.json").into());
+            args.push("--adf-schema".into());
+            args.push(vendor_spec("adf-schema-full.v1.json").into());
+            args.extend(["--user", JIRA_USER, "--token", JIRA_TOKEN].map(Into::into));
         } else {
-            cmd.arg("--dc-spec")
-                .arg(vendor_spec("jira-software-dc-10.3.24.swagger.v3.json"))
-                .args(["--pat", JIRA_TOKEN]);
+            args.push("--dc-spec".into());
+            args.push(vendor_spec("jira-software-dc-10.3.24.swagger.v3.json").into());
+            args.extend(["--pat", JIRA_TOKEN].map(Into::into));
         }
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the Jira fake");
-        let port = wait_for_port_file(&port_file, &mut child, "the Jira fake");
+        let fake = spawn_fake("jira_fake.py", args, "the Jira fake");
         JiraFake {
-            url: format!("http://127.0.0.1:{port}"),
-            _child: Guard(child),
-            _dir: dir,
+            url: fake.url(),
+            _fake: fake,
         }
     }
 
@@ -410,38 +408,27 @@ impl JiraFake {
 /// directory; `extra` are its fault flags (`--reject-first N`, `--refuse-first N`).
 pub struct SmtpSink {
     pub port: u16,
-    pub dir: tempfile::TempDir,
-    _child: Guard,
+    mail: tempfile::TempDir,
+    _sink: Spawned,
 }
 
 impl SmtpSink {
     pub fn start(extra: &[&str]) -> Self {
-        let venv = venv();
-        let dir = tempfile::tempdir().unwrap();
-        let port_file = dir.path().join("port");
-        let mut child = Command::new(venv.join("bin/python"))
-            .arg(repo_root().join("tests/fakes/smtp_sink.py"))
-            .args(["--port", "0", "--port-file"])
-            .arg(&port_file)
-            .arg("--dir")
-            .arg(dir.path().join("mail"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the SMTP sink");
-        let port = wait_for_port_file(&port_file, &mut child, "the SMTP sink");
+        let mail = tempfile::tempdir().unwrap();
+        let mut args: Vec<std::ffi::OsString> = vec!["--dir".into(), mail.path().into()];
+        args.extend(extra.iter().map(Into::into));
+        let sink = spawn_fake("smtp_sink.py", args, "the SMTP sink");
         SmtpSink {
-            port,
-            dir,
-            _child: Guard(child),
+            port: sink.port,
+            mail,
+            _sink: sink,
         }
     }
 
     /// Every message accepted, as received, in arrival order.
     pub fn messages(&self) -> Vec<Vec<u8>> {
-        let mail = self.dir.path().join("mail");
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&mail)
+        let mail = self.mail.path();
+        let mut names: Vec<PathBuf> = std::fs::read_dir(mail)
             .map(|d| {
                 d.map(|e| e.unwrap().path())
                     .filter(|p| p.extension().is_some_and(|e| e == "eml"))
@@ -632,6 +619,24 @@ pub fn aws(endpoint: &str, args: &[&str]) -> Value {
     } else {
         serde_json::from_slice(&out.stdout).expect("aws CLI printed JSON")
     }
+}
+
+/// Points stage `stage` of REST API `api` at `certificate`, as a team switching it with the
+/// AWS CLI does.
+pub fn switch_stage(fake: &FakeControlPlane, api: &str, stage: &str, certificate: &str) {
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "update-stage",
+            "--rest-api-id",
+            api,
+            "--stage-name",
+            stage,
+            "--patch-operations",
+            &format!("op=replace,path=/clientCertificateId,value={certificate}"),
+        ],
+    );
 }
 
 /// As [`aws`], returning the raw output whatever the exit code.

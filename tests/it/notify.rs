@@ -228,19 +228,7 @@ fn pages_trigger_one_alert_per_episode_and_its_end_resolves_it() {
     // The stage switches to a new certificate: the episode ends, the alert resolves.
     let new = aws(&fake.url, &["apigateway", "generate-client-certificate"]);
     let new_id = new["clientCertificateId"].as_str().unwrap();
-    aws(
-        &fake.url,
-        &[
-            "apigateway",
-            "update-stage",
-            "--rest-api-id",
-            "orders0001",
-            "--stage-name",
-            "prod",
-            "--patch-operations",
-            &format!("op=replace,path=/clientCertificateId,value={new_id}"),
-        ],
-    );
+    switch_stage(&fake, "orders0001", "prod", new_id);
     let (code, stderr) = run(&["scan", "--once"]);
     assert_eq!(code, Some(0), "{stderr}");
     let alerts = pd.alerts();
@@ -302,19 +290,7 @@ fn jira_run_out(
 fn switch_payments_stage(fake: &FakeControlPlane) {
     let new = aws(&fake.url, &["apigateway", "generate-client-certificate"]);
     let new_id = new["clientCertificateId"].as_str().unwrap();
-    aws(
-        &fake.url,
-        &[
-            "apigateway",
-            "update-stage",
-            "--rest-api-id",
-            "orders0001",
-            "--stage-name",
-            "prod",
-            "--patch-operations",
-            &format!("op=replace,path=/clientCertificateId,value={new_id}"),
-        ],
-    );
+    switch_stage(fake, "orders0001", "prod", new_id);
 }
 
 fn jira_story(flavour: &str) {
@@ -581,19 +557,7 @@ fn a_successor_reaches_the_partner_and_the_ticket_before_the_switch_and_the_swit
     );
 
     // The stage switches to the successor: the ticket is commented and done, the partner told.
-    aws(
-        &fake.url,
-        &[
-            "apigateway",
-            "update-stage",
-            "--rest-api-id",
-            "orders0001",
-            "--stage-name",
-            "prod",
-            "--patch-operations",
-            &format!("op=replace,path=/clientCertificateId,value={successor_id}"),
-        ],
-    );
+    switch_stage(&fake, "orders0001", "prod", &successor_id);
     let (code, stderr) = jira_run(&config, Some(&fake), &["scan", "--once"]);
     assert_eq!(code, Some(0), "{stderr}");
     let issue = &jira.issues()[0];
@@ -753,19 +717,7 @@ fn the_whole_story_from_the_window_to_the_old_certificate_deleted() {
 
     // 3. The stage switches: the page resolves, the ticket is commented and done, the partner
     //    told; with no stabilisation wait, the clean-up reminder and the release follow.
-    aws(
-        &fake.url,
-        &[
-            "apigateway",
-            "update-stage",
-            "--rest-api-id",
-            "orders0001",
-            "--stage-name",
-            "prod",
-            "--patch-operations",
-            &format!("op=replace,path=/clientCertificateId,value={successor_id}"),
-        ],
-    );
+    switch_stage(&fake, "orders0001", "prod", &successor_id);
     scan();
     assert_eq!(pd.alerts()[0]["status"], "resolved", "{:?}", pd.alerts());
     assert_eq!(
