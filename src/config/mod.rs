@@ -122,6 +122,8 @@ pub struct DaemonSettings {
     /// Cron expression with seconds, UTC.
     pub schedule: String,
     pub scan_on_start: bool,
+    /// Where the HTTP listener (`/healthz`, `/readyz`, `/metrics`) listens; empty: none.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -520,6 +522,15 @@ impl StoreSettings {
 
 impl DaemonSettings {
     fn validate(&self) -> Result<(), ConfigError> {
+        if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid(
+                "daemon.listen",
+                format!(
+                    "'{}' is not an address and port, such as \"127.0.0.1:9102\" (empty: no listener)",
+                    self.listen
+                ),
+            );
+        }
         if let Err(e) =
             tokio_cron_scheduler::Job::new_async(self.schedule.as_str(), |_, _| Box::pin(async {}))
         {

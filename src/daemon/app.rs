@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 
+use super::http::{Observatory, router, two_periods};
 use super::step::{ScanOutcome, open_store, record_scan};
 use crate::config::Settings;
 use crate::inventory::aws;
@@ -68,6 +69,8 @@ pub struct Daemon {
     settings: Arc<Settings>,
     store: Arc<SledStore>,
     aws: SdkConfig,
+    /// The HTTP listener's socket, bound at build so that a port in use fails the start.
+    listener: Option<std::net::TcpListener>,
 }
 
 impl Daemon {
@@ -80,11 +83,31 @@ impl Daemon {
     /// As [`Daemon::build`], reaching AWS through `aws` (tests point it at their fakes).
     pub fn build_with_aws(settings: Settings, aws: SdkConfig) -> Result<Daemon, DaemonError> {
         let store = Arc::new(open_store(&settings)?);
+        let listener = if settings.daemon.listen.is_empty() {
+            None
+        } else {
+            let listener = std::net::TcpListener::bind(&settings.daemon.listen).map_err(|e| {
+                DaemonError::Task(format!(
+                    "cannot listen on {} (daemon.listen): {e}",
+                    settings.daemon.listen
+                ))
+            })?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| DaemonError::Task(format!("daemon.listen: {e}")))?;
+            Some(listener)
+        };
         Ok(Daemon {
             settings: Arc::new(settings),
             store,
             aws,
+            listener,
         })
+    }
+
+    /// Where the HTTP listener listens (a `:0` port resolved), if there is one.
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The store the daemon writes, for readers in the same process.
@@ -119,16 +142,36 @@ impl Daemon {
 
         let stop = CancellationToken::new();
         let decided = Arc::new(Notify::new());
+        let observatory = Observatory::new(
+            self.store.clone(),
+            self.settings.policy.clone(),
+            two_periods(&self.settings.daemon.schedule),
+        );
         let mut tasks: JoinSet<Result<(), DaemonError>> = JoinSet::new();
         tasks.spawn(scan_worker(
-            self.settings.clone(),
-            self.aws.clone(),
-            self.store.clone(),
-            tick_rx,
-            schedule,
-            decided.clone(),
+            ScanWorker {
+                settings: self.settings.clone(),
+                aws: self.aws.clone(),
+                store: self.store.clone(),
+                ticks: tick_rx,
+                schedule,
+                decided: decided.clone(),
+                observatory: observatory.clone(),
+            },
             stop.clone(),
         ));
+        if let Some(listener) = self.listener {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| DaemonError::Task(format!("daemon.listen: {e}")))?;
+            tracing::info!(listen = %self.settings.daemon.listen, "serving /healthz, /readyz and /metrics");
+            let stopped = stop.clone();
+            tasks.spawn(async move {
+                axum::serve(listener, router(observatory))
+                    .with_graceful_shutdown(stopped.cancelled_owned())
+                    .await
+                    .map_err(|e| DaemonError::Task(format!("the HTTP listener failed: {e}")))
+            });
+        }
         tasks.spawn(delivery_worker(
             Dispatcher::new(self.store.clone(), &self.settings)?,
             Duration::from_secs(self.settings.notify.interval_secs),
@@ -199,15 +242,28 @@ impl Schedule {
 
 /// Scans on each tick until `stop` is cancelled. A scan that cannot be recorded is logged and
 /// decided again at the next tick.
-async fn scan_worker(
+/// What the scan worker works with.
+struct ScanWorker {
     settings: Arc<Settings>,
     aws: SdkConfig,
     store: Arc<SledStore>,
-    mut ticks: mpsc::Receiver<()>,
+    ticks: mpsc::Receiver<()>,
     schedule: Schedule,
+    /// Woken after each recorded scan: the delivery worker drains the outbox.
     decided: Arc<Notify>,
-    stop: CancellationToken,
-) -> Result<(), DaemonError> {
+    observatory: Arc<Observatory>,
+}
+
+async fn scan_worker(worker: ScanWorker, stop: CancellationToken) -> Result<(), DaemonError> {
+    let ScanWorker {
+        settings,
+        aws,
+        store,
+        mut ticks,
+        schedule,
+        decided,
+        observatory,
+    } = worker;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -225,10 +281,12 @@ async fn scan_worker(
         // Recording is not: it runs to the end even if the daemon is asked to stop meanwhile.
         match record_scan(&settings, store.clone(), scan, false).await {
             Ok(done) => {
+                observatory.scan_recorded(&done, started.elapsed().as_secs_f64());
                 report(&done, started, &schedule).await;
                 decided.notify_one();
             }
             Err(e) if e.is_fatal() => {
+                observatory.scan_failed();
                 tracing::error!(
                     error = %e,
                     "the state database failed: stopping, so that the supervisor restarts certsentinel with the database reopened"
@@ -236,6 +294,7 @@ async fn scan_worker(
                 return Err(e);
             }
             Err(e) => {
+                observatory.scan_failed();
                 let next_scan = schedule.next().await;
                 tracing::warn!(
                     error = %e,

@@ -37,12 +37,13 @@ fn the_daemon_runs_in_process_until_its_shutdown_future_resolves() {
     let fake = FakeControlPlane::start();
     one_certificate_in_the_window(&fake);
     let config = config_file(&format!(
-        "{FAST}\n[daemon]\nschedule = \"*/1 * * * * *\"\nscan_on_start = true\n"
+        "{FAST}\n[daemon]\nschedule = \"*/1 * * * * *\"\nscan_on_start = true\nlisten = \"127.0.0.1:0\"\n"
     ));
     let settings = Settings::load_with_env(Some(&config.path), Vec::new()).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let daemon = Daemon::build_with_aws(settings, runtime.block_on(sdk_config(&fake.url))).unwrap();
     let store = daemon.store();
+    let listen = daemon.listen_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = runtime.spawn(daemon.run_until_stopped(async {
         let _ = stopped.await;
@@ -59,6 +60,51 @@ fn the_daemon_runs_in_process_until_its_shutdown_future_resolves() {
     };
     let record = store.load(&key).unwrap().expect("the first scan's record");
     assert_eq!(record.open_episodes().count(), 1);
+
+    // Its listener: alive, ready after a complete scan, and metrics a Prometheus parser reads.
+    let base = format!("http://{}", listen.expect("a listener"));
+    let get = |path: &str| {
+        let mut answer = ureq::get(&format!("{base}{path}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap();
+        (
+            answer.status().as_u16(),
+            answer.body_mut().read_to_string().unwrap(),
+        )
+    };
+    assert_eq!(get("/healthz").0, 200);
+    assert_eq!(get("/readyz").0, 200, "{}", get("/readyz").1);
+    let (status, text) = get("/metrics");
+    assert_eq!(status, 200);
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum::<f64>()
+    };
+    assert!(value("certsentinel_scans_total") >= 1.0, "{text}");
+    assert!(value("certsentinel_aws_calls_total") >= 3.0, "{text}");
+    assert_eq!(value("certsentinel_certificates"), 1.0, "{text}");
+    assert!(
+        value("certsentinel_nearest_expiry_in_use_days") >= 19.0,
+        "{text}"
+    );
+    assert!(
+        value("certsentinel_last_complete_scan_timestamp_seconds") > 0.0,
+        "{text}"
+    );
     assert!(
         !store.outbox_pending().unwrap().is_empty() || !store.delivered(10).unwrap().is_empty(),
         "its intents are in the outbox, pending or delivered"
@@ -97,6 +143,7 @@ burst = 100
 [daemon]
 schedule = "*/2 * * * * *"
 scan_on_start = true
+listen = "127.0.0.1:0"
 "#,
     );
     let mut child = certsentinel(Some(&fake), None)
@@ -243,7 +290,7 @@ fn a_full_disk_stops_the_daemon_with_an_error_instead_of_wedging_it() {
         .collect();
     fake.seed(json!({"certificates": certificates, "rest_apis": apis}));
     let config = config_file(&format!(
-        "{FAST}\n[daemon]\nschedule = \"*/1 * * * * *\"\nscan_on_start = true\n"
+        "{FAST}\n[daemon]\nschedule = \"*/1 * * * * *\"\nscan_on_start = true\nlisten = \"127.0.0.1:0\"\n"
     ));
     // Writing past RLIMIT_FSIZE fails with EFBIG as writing to a full disk fails with ENOSPC
     // (SIGXFSZ ignored, so the write fails instead of killing the process). The limit leaves
@@ -291,7 +338,7 @@ fn observations_older_than_the_store_are_said_not_silently_dropped() {
     let fake = FakeControlPlane::start();
     one_certificate_in_the_window(&fake);
     let config = config_file(&format!(
-        "{FAST}\n[daemon]\nschedule = \"0 0 0 1 1 *\"\nscan_on_start = true\n"
+        "{FAST}\n[daemon]\nschedule = \"0 0 0 1 1 *\"\nscan_on_start = true\nlisten = \"127.0.0.1:0\"\n"
     ));
     // A host whose clock ran a day ahead recorded this certificate "tomorrow".
     let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
@@ -346,4 +393,54 @@ fn observations_older_than_the_store_are_said_not_silently_dropped() {
     let warned = warned.expect("the ignored observation is logged");
     assert_eq!(warned["level"], "WARN");
     assert_eq!(warned["stale"], 1);
+}
+
+#[test]
+fn the_daemon_is_not_ready_before_a_complete_scan() {
+    let config = config_file(&format!(
+        "{FAST}\n[daemon]\nschedule = \"0 0 0 1 1 *\"\nscan_on_start = false\nlisten = \"127.0.0.1:0\"\n"
+    ));
+    let settings = Settings::load_with_env(Some(&config.path), Vec::new()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let daemon =
+        Daemon::build_with_aws(settings, runtime.block_on(sdk_config("http://127.0.0.1:9")))
+            .unwrap();
+    let base = format!("http://{}", daemon.listen_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = runtime.spawn(daemon.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let get = |path: &str| {
+        let mut answer = ureq::get(&format!("{base}{path}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call();
+        while answer.is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+            answer = ureq::get(&format!("{base}{path}"))
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .call();
+        }
+        let mut answer = answer.unwrap();
+        (
+            answer.status().as_u16(),
+            answer.body_mut().read_to_string().unwrap(),
+        )
+    };
+    assert_eq!(get("/healthz").0, 200);
+    let (status, why) = get("/readyz");
+    assert_eq!(status, 503);
+    assert!(
+        why.contains("no scan has read every account and region yet"),
+        "{why}"
+    );
+    stop.send(()).unwrap();
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), running).await })
+        .expect("stops")
+        .expect("no panic")
+        .expect("clean stop");
 }

@@ -1,0 +1,283 @@
+//! The daemon's HTTP listener (`daemon.listen`): `/healthz` (the process answers), `/readyz`
+//! (the store is open and the last complete scan is younger than two schedule periods), and
+//! `/metrics` in the Prometheus text format (prometheus-client). It reads what the workers
+//! publish and the store; it never decides or changes anything.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::{DateTime, Duration, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::daemon::ScanOutcome;
+use crate::lifecycle::{Policy, days_left};
+use crate::store::{Delivery, SledStore, Store};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Operation {
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BandLabel {
+    band: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabel {
+    backend: String,
+}
+
+/// What the workers publish for the listener, and the store it reads at scrape time.
+pub struct Observatory {
+    registry: Mutex<Registry>,
+    scans: Family<Outcome, Counter>,
+    scan_seconds: Histogram,
+    calls: Family<Operation, Counter>,
+    certificates: Family<BandLabel, Gauge>,
+    nearest_expiry_days: Gauge,
+    last_complete_scan: Gauge,
+    intents_pending: Family<BackendLabel, Gauge>,
+    intents_failed: Family<BackendLabel, Gauge>,
+    last_complete_at: Mutex<Option<DateTime<Utc>>>,
+    store: Arc<SledStore>,
+    policy: Policy,
+    /// The longest a complete scan may be old for the daemon to be ready.
+    stale_after: Duration,
+}
+
+impl Observatory {
+    pub fn new(store: Arc<SledStore>, policy: Policy, stale_after: Duration) -> Arc<Observatory> {
+        let mut registry = Registry::with_prefix("certsentinel");
+        let scans = Family::<Outcome, Counter>::default();
+        registry.register(
+            "scans",
+            "Scans, by outcome (complete, partial, failed)",
+            scans.clone(),
+        );
+        let scan_seconds = Histogram::new([1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0]);
+        registry.register(
+            "scan_duration_seconds",
+            "How long scans take",
+            scan_seconds.clone(),
+        );
+        let calls = Family::<Operation, Counter>::default();
+        registry.register(
+            "aws_calls",
+            "AWS calls sent, retries included, by operation",
+            calls.clone(),
+        );
+        let certificates = Family::<BandLabel, Gauge>::default();
+        registry.register(
+            "certificates",
+            "Certificates of the last scan, by band",
+            certificates.clone(),
+        );
+        let nearest_expiry_days = Gauge::default();
+        registry.register(
+            "nearest_expiry_in_use_days",
+            "Days left before the earliest expiry among certificates a stage presents (last scan)",
+            nearest_expiry_days.clone(),
+        );
+        let last_complete_scan = Gauge::default();
+        registry.register(
+            "last_complete_scan_timestamp_seconds",
+            "When the last scan that read every account and region started (Unix time)",
+            last_complete_scan.clone(),
+        );
+        let intents_pending = Family::<BackendLabel, Gauge>::default();
+        registry.register(
+            "intents_pending",
+            "Intents in the outbox not yet delivered, by the backends that already failed them (\"none\" when none did)",
+            intents_pending.clone(),
+        );
+        let intents_failed = Family::<BackendLabel, Gauge>::default();
+        registry.register(
+            "intents_failed",
+            "Pending intents a backend refused for good, by backend",
+            intents_failed.clone(),
+        );
+        Arc::new(Observatory {
+            registry: Mutex::new(registry),
+            scans,
+            scan_seconds,
+            calls,
+            certificates,
+            nearest_expiry_days,
+            last_complete_scan,
+            intents_pending,
+            intents_failed,
+            last_complete_at: Mutex::new(None),
+            store,
+            policy,
+            stale_after,
+        })
+    }
+
+    /// A scan was recorded.
+    pub fn scan_recorded(&self, done: &ScanOutcome, seconds: f64) {
+        let outcome = if done.scan.complete() {
+            "complete"
+        } else {
+            "partial"
+        };
+        self.scans
+            .get_or_create(&Outcome {
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.scan_seconds.observe(seconds);
+        for target in &done.scan.targets {
+            for (operation, n) in &target.calls {
+                self.calls
+                    .get_or_create(&Operation {
+                        operation: operation.clone(),
+                    })
+                    .inc_by(*n);
+            }
+        }
+        let now = Utc::now();
+        self.certificates.clear();
+        let mut nearest: Option<i64> = None;
+        for c in done.scan.certificates() {
+            let band = c.not_after.map_or_else(
+                || "unknown".to_string(),
+                |na| self.policy.band(na, c.in_use(), now).to_string(),
+            );
+            self.certificates.get_or_create(&BandLabel { band }).inc();
+            if let (Some(na), true) = (c.not_after, c.in_use()) {
+                let left = days_left(na, now);
+                nearest = Some(nearest.map_or(left, |n| n.min(left)));
+            }
+        }
+        if let Some(days) = nearest {
+            self.nearest_expiry_days.set(days);
+        }
+        if done.scan.complete() {
+            self.last_complete_scan
+                .set(done.scan.started_at.timestamp());
+            *self.last_complete_at.lock().expect("not poisoned") = Some(done.scan.started_at);
+        }
+    }
+
+    /// A scan could not be recorded at all.
+    pub fn scan_failed(&self) {
+        self.scans
+            .get_or_create(&Outcome {
+                outcome: "failed".into(),
+            })
+            .inc();
+    }
+
+    /// Why the daemon is not ready, if it is not.
+    fn unready(&self) -> Option<String> {
+        match *self.last_complete_at.lock().expect("not poisoned") {
+            None => Some("no scan has read every account and region yet".into()),
+            Some(at) if Utc::now() - at > self.stale_after => Some(format!(
+                "the last complete scan started at {at}, more than two schedule periods ago"
+            )),
+            Some(_) => None,
+        }
+    }
+
+    fn render(&self) -> Result<String, String> {
+        // The outbox is read at scrape time: it changes between scans.
+        self.intents_pending.clear();
+        self.intents_failed.clear();
+        let pending = self.store.outbox_pending().map_err(|e| e.to_string())?;
+        for entry in &pending {
+            let failed: Vec<&String> = entry
+                .deliveries
+                .iter()
+                .filter(|(_, d)| matches!(d, Delivery::Failed { .. }))
+                .map(|(b, _)| b)
+                .collect();
+            if failed.is_empty() {
+                self.intents_pending
+                    .get_or_create(&BackendLabel {
+                        backend: "none".into(),
+                    })
+                    .inc();
+            }
+            for backend in failed {
+                let label = BackendLabel {
+                    backend: backend.clone(),
+                };
+                self.intents_pending.get_or_create(&label).inc();
+                self.intents_failed.get_or_create(&label).inc();
+            }
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(
+            &mut text,
+            &self.registry.lock().expect("not poisoned"),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(text)
+    }
+}
+
+/// The routes of the listener.
+pub fn router(observatory: Arc<Observatory>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(observatory)
+}
+
+async fn readyz(State(o): State<Arc<Observatory>>) -> impl IntoResponse {
+    match o.unready() {
+        None => (StatusCode::OK, "ready\n".to_string()),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    }
+}
+
+async fn metrics(State(o): State<Arc<Observatory>>) -> impl IntoResponse {
+    match tokio::task::spawn_blocking(move || o.render()).await {
+        Ok(Ok(text)) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Two periods of a cron schedule with seconds: the next two occurrences' gap, doubled.
+pub fn two_periods(schedule: &str) -> Duration {
+    use croner::parser::{CronParser, Seconds};
+    let parsed = CronParser::builder()
+        .seconds(Seconds::Required)
+        .build()
+        .parse(schedule);
+    let now = Utc::now();
+    let gap = parsed.ok().and_then(|cron| {
+        let first = cron.find_next_occurrence(&now, false).ok()?;
+        let second = cron.find_next_occurrence(&first, false).ok()?;
+        Some(second - first)
+    });
+    gap.map_or(Duration::hours(12), |g| g * 2)
+}
