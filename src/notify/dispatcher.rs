@@ -214,10 +214,6 @@ impl Dispatcher {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || work(store.as_ref()))
             .await
-            .map_err(|e| {
-                StoreError::Sled(sled::Error::ReportableBug(format!(
-                    "a store task failed: {e}"
-                )))
-            })?
+            .map_err(|e| StoreError::Interrupted(e.to_string()))?
     }
 }

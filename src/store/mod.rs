@@ -171,6 +171,10 @@ pub enum StoreError {
     Unusable { path: PathBuf, reason: String },
     #[error("state database error: {0}")]
     Sled(#[from] sled::Error),
+    /// The thread doing store work panicked or was cancelled before it answered; what it
+    /// wrote, if anything, is whole (every write is one transaction), so a retry is safe.
+    #[error("a state database task stopped before it answered: {0}")]
+    Interrupted(String),
     #[error("the stored {what} under {key} cannot be read ({source}); the database may be damaged")]
     Corrupt {
         what: &'static str,

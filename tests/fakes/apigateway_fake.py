@@ -24,8 +24,6 @@ import json
 import os
 import random
 import re
-import signal
-import socket
 import sys
 import threading
 import time
@@ -33,12 +31,13 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from fakelib import AdminError, BaseHandler, Server, log, serve
 
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -58,10 +57,6 @@ ARN_RE = re.compile(r"^arn:aws[a-z-]*:apigateway:([a-z0-9-]+)::/(.+)$")
 ACM_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:")
 
 VERBOSE = False
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,10 +113,6 @@ def bad_request(msg):
 
 def conflict(msg):
     return ApiError(409, "ConflictException", msg)
-
-
-class AdminError(Exception):
-    pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -1341,40 +1332,10 @@ def route(method, raw_path):
 FAKE: Fake = None  # set in main()
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(BaseHandler):
     server_version = "certsentinel-apigateway-fake"
-    sys_version = ""
-
-    def setup(self):
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
-        if VERBOSE:
-            log("%s - %s" % (self.address_string(), format % args))
 
     # -- plumbing ----------------------------------------------------------------------------
-
-    def read_body(self) -> bytes:
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
-        if "chunked" in te:
-            chunks = []
-            while True:
-                line = self.rfile.readline()
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
 
     def send(self, status: int, body: str | bytes | None, extra_headers=None):
         if isinstance(body, str):
@@ -1639,12 +1600,6 @@ class Handler(BaseHTTPRequestHandler):
                 "remaining": nth, "delete": d}
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-
 # --------------------------------------------------------------------------------------------
 # Sandbox estate
 # --------------------------------------------------------------------------------------------
@@ -1810,13 +1765,6 @@ def sandbox_specs(now: dt.datetime):
 # main
 # --------------------------------------------------------------------------------------------
 
-def write_port_file(path, port):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(f"{port}\n")
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     global FAKE, VERBOSE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -1839,23 +1787,7 @@ def main(argv=None):
             for spec in sandbox_specs(now_utc().replace(hour=0, minute=0, second=0)):
                 FAKE.seed_locked(spec, rng=rng)
 
-    server = Server(("127.0.0.1", args.port), Handler)
-    port = server.server_address[1]
-
-    def stop(signum, frame):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-    if args.port_file:
-        write_port_file(args.port_file, port)
-    print(f"listening on 127.0.0.1:{port}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
-    return 0
+    return serve(Server(args.port, Handler, args.verbose), args.port_file)
 
 
 if __name__ == "__main__":

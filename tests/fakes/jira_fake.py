@@ -24,13 +24,13 @@ import json
 import os
 import re
 import secrets as secrets_mod
-import signal
 import socket
 import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fakelib import AdminError, BaseHandler, Server, json_path, log, now_iso, serve, short
 
 ADMIN_PREFIX = "/_fake/"
 TAG_MEMBERS = ("type",)  # the member that picks an anyOf/oneOf branch (ADF nodes and marks)
@@ -40,22 +40,10 @@ VERBOSE = False
 FAKE: "Fake"
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def jira_time(ts: float) -> str:
     """Jira's timestamp form, `2026-01-31T12:00:00.000+0000`."""
     d = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
     return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}+0000"
-
-
-class AdminError(Exception):
-    """A bad admin request: answered 400 with the message."""
 
 
 class StartupError(Exception):
@@ -65,18 +53,6 @@ class StartupError(Exception):
 # --------------------------------------------------------------------------------------------
 # Schema error messages
 # --------------------------------------------------------------------------------------------
-
-def json_path(error, prefix="$") -> str:
-    path = prefix
-    for part in error.absolute_path:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
-def short(value, limit=120) -> str:
-    text = json.dumps(value, sort_keys=False, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
 
 def explain(error, prefix="$") -> list[str]:
     """One error of `iter_errors` as readable strings. A failed anyOf/oneOf (ADF's node and mark
@@ -1076,54 +1052,8 @@ def error_answer(status: int, *messages: str, fields: dict | None = None, header
     return Answer(status, {"errorMessages": list(messages), "errors": fields or {}}, headers)
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(BaseHandler):
     server_version = "certsentinel-jira-fake"
-    sys_version = ""
-
-    def setup(self):
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
-        if VERBOSE:
-            log("%s - %s" % (self.address_string(), format % args))
-
-    def read_body(self) -> bytes:
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
-        if "chunked" in te:
-            chunks = []
-            while True:
-                line = self.rfile.readline()
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
-
-    def send_json(self, status: int, doc, extra_headers=None):
-        body = b"" if doc is None else json.dumps(doc).encode("utf-8")
-        self.send_response(status)
-        for k, v in (extra_headers or {}).items():
-            self.send_header(k, v)
-        if doc is not None:
-            self.send_header("Content-Type", "application/json;charset=UTF-8")
-        if status != 204:  # RFC 9110: no Content-Length on 204
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD" and body:
-            self.wfile.write(body)
 
     def dispatch(self):
         parts = urllib.parse.urlsplit(self.path)
@@ -1470,12 +1400,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"error": f"no admin call {self.command} {path}"})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
@@ -1489,13 +1413,6 @@ def build_routes(flavour: Flavour, spec: Spec) -> list[Route]:
         routes.append(Route(method, re.compile(pattern), kind, spec_path, op.get("operationId"), body,
                             spec.query_params(spec_path, method)))
     return routes
-
-
-def write_port_file(path, port):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(f"{port}\n")
-    os.replace(tmp, path)
 
 
 def main(argv=None):
@@ -1566,23 +1483,7 @@ def main(argv=None):
                 search_lag=args.search_lag_seconds, projects=projects,
                 adf_file=os.path.basename(args.adf_schema) if args.adf_schema else None)
 
-    server = Server(("127.0.0.1", args.port), Handler)
-    port = server.server_address[1]
-
-    def stop(signum, frame):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-    if args.port_file:
-        write_port_file(args.port_file, port)
-    print(f"listening on 127.0.0.1:{port}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
-    return 0
+    return serve(Server(args.port, Handler, args.verbose), args.port_file)
 
 
 if __name__ == "__main__":

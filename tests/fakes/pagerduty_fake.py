@@ -17,13 +17,12 @@ import datetime as dt
 import json
 import os
 import pathlib
-import signal
-import socket
 import sys
 import threading
 import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fakelib import AdminError, BaseHandler, Server, json_path, log, now_iso, serve
 
 DEFAULT_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vendor-specs",
                             "pagerduty-events-v2.openapiv3.json")
@@ -44,28 +43,9 @@ VERBOSE = False
 FAKE: "Fake"
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class AdminError(Exception):
-    """A bad admin request: answered 400 with the message."""
-
-
 # --------------------------------------------------------------------------------------------
 # Validation: the OpenAPI document's schema, then the documented rules
 # --------------------------------------------------------------------------------------------
-
-def json_path(error) -> str:
-    path = "$"
-    for part in error.absolute_path:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
 
 def make_format_checker():
     """Formats as PagerDuty documents them, not as JSON Schema defines them:
@@ -259,52 +239,8 @@ class Fake:
 # HTTP
 # --------------------------------------------------------------------------------------------
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(BaseHandler):
     server_version = "certsentinel-pagerduty-fake"
-    sys_version = ""
-
-    def setup(self):
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
-        if VERBOSE:
-            log("%s - %s" % (self.address_string(), format % args))
-
-    def read_body(self) -> bytes:
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
-        if "chunked" in te:
-            chunks = []
-            while True:
-                line = self.rfile.readline()
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
-
-    def send_json(self, status: int, doc, extra_headers=None):
-        body = json.dumps(doc).encode("utf-8")
-        self.send_response(status)
-        for k, v in (extra_headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def dispatch(self):
         path = urllib.parse.urlsplit(self.path).path
@@ -429,22 +365,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"error": f"no admin call {self.command} {path}"})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
-
-def write_port_file(path, port):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(f"{port}\n")
-    os.replace(tmp, path)
-
 
 def main(argv=None):
     global FAKE, VERBOSE
@@ -469,23 +392,7 @@ def main(argv=None):
         ap.error(f"--spec {args.spec}: {type(e).__name__}: {e}")
     FAKE = Fake(validator, args.routing_key_length)
 
-    server = Server(("127.0.0.1", args.port), Handler)
-    port = server.server_address[1]
-
-    def stop(signum, frame):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-    if args.port_file:
-        write_port_file(args.port_file, port)
-    print(f"listening on 127.0.0.1:{port}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
-    return 0
+    return serve(Server(args.port, Handler, args.verbose), args.port_file)
 
 
 if __name__ == "__main__":

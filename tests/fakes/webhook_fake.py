@@ -13,17 +13,14 @@ Only the Python 3.11 standard library and, with --schema, `jsonschema` are used.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import hmac
 import json
-import os
-import signal
-import socket
 import sys
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fakelib import AdminError, BaseHandler, Server, json_path, log, now_iso, serve, short
 
 SIGNATURE_HEADER = "x-certsentinel-signature-256"
 SIGNATURE_PREFIX = "sha256="
@@ -32,18 +29,6 @@ TAG_MEMBERS = ("type", "how", "kind")  # the members that pick a oneOf branch in
 
 VERBOSE = False
 FAKE: "Fake"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class AdminError(Exception):
-    """A bad admin request: answered 400 with the message."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,18 +45,6 @@ def signature_valid(secret: str | None, header: str | None, raw: bytes) -> bool:
         return False
     return hmac.compare_digest(header.encode("latin-1", "replace"),
                                expected_signature(secret, raw).encode("ascii"))
-
-
-def json_path(error) -> str:
-    path = "$"
-    for part in error.absolute_path:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
-def short(value, limit=120) -> str:
-    text = json.dumps(value, sort_keys=False, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def explain(error) -> list[str]:
@@ -176,52 +149,8 @@ class Fake:
 # HTTP
 # --------------------------------------------------------------------------------------------
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(BaseHandler):
     server_version = "certsentinel-webhook-fake"
-    sys_version = ""
-
-    def setup(self):
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
-        if VERBOSE:
-            log("%s - %s" % (self.address_string(), format % args))
-
-    def read_body(self) -> bytes:
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
-        if "chunked" in te:
-            chunks = []
-            while True:
-                line = self.rfile.readline()
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
-
-    def send_json(self, status: int, doc, extra_headers=None):
-        body = json.dumps(doc).encode("utf-8")
-        self.send_response(status)
-        for k, v in (extra_headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def split_path(self) -> tuple[str, dict]:
         parts = urllib.parse.urlsplit(self.path)
@@ -318,12 +247,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"error": f"no admin call {self.command} {path}"})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
@@ -341,13 +264,6 @@ def parse_secrets(values: list[str]) -> dict[str | None, str]:
             raise ValueError(f"--secret given twice for {path or 'every path'}")
         secrets[path] = secret
     return secrets
-
-
-def write_port_file(path, port):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(f"{port}\n")
-    os.replace(tmp, path)
 
 
 def main(argv=None):
@@ -369,23 +285,7 @@ def main(argv=None):
     validator = load_validator(args.schema) if args.schema else None
     FAKE = Fake(secrets, validator)
 
-    server = Server(("127.0.0.1", args.port), Handler)
-    port = server.server_address[1]
-
-    def stop(signum, frame):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-    if args.port_file:
-        write_port_file(args.port_file, port)
-    print(f"listening on 127.0.0.1:{port}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
-    return 0
+    return serve(Server(args.port, Handler, args.verbose), args.port_file)
 
 
 if __name__ == "__main__":
