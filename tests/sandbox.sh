@@ -151,5 +151,8 @@ if len(issues) > 8:
     print(f"  ... and {len(issues) - 8} more")
 for a in alerts:
     print(f"  page {a['severity']:8} {a['status']:9} {a['summary'][:90]}")
+if not issues and not alerts and not mails:
+    print("  (nothing new: the state database in target/sandbox-state already holds what an earlier\n"
+          "   run decided and sent today; remove that directory to watch a first run again)")
 PY
 exit $status

@@ -1055,6 +1055,21 @@ def error_answer(status: int, *messages: str, fields: dict | None = None, header
 class Handler(BaseHandler):
     server_version = "certsentinel-jira-fake"
 
+    def send_json(self, status: int, doc, extra_headers=None):
+        """Jira's own framing: `None` is an empty answer (a transition's 204 has no body and no
+        Content-Length), and JSON says its charset."""
+        body = b"" if doc is None else json.dumps(doc).encode("utf-8")
+        self.send_response(status)
+        for k, v in (extra_headers or {}).items():
+            self.send_header(k, v)
+        if doc is not None:
+            self.send_header("Content-Type", "application/json;charset=UTF-8")
+        if status != 204:  # RFC 9110: no Content-Length on 204
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+
     def dispatch(self):
         parts = urllib.parse.urlsplit(self.path)
         path = parts.path
