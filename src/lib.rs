@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod ids;
 pub mod inventory;
 pub mod lifecycle;

@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("telemetry", &["config"]),
     ("retry", &["config"]),
     ("inventory", &["config", "ids", "retry"]),
+    ("events", &[]),
     ("lifecycle", &["config", "ids"]),
     ("observe", &["ids", "inventory", "lifecycle"]),
     ("store", &["ids", "lifecycle"]),

@@ -1,0 +1,14 @@
+//! Change events: what an SQS message says happened in API Gateway, turned into the resources
+//! worth reading again.
+//!
+//! Owns decoding (EventBridge "AWS API Call via CloudTrail" events, the same event wrapped by
+//! SNS, and bare CloudTrail records) into [`Decoded`]: re-read these targets, ignore for a
+//! counted reason, or reject a body that is no event.
+//!
+//! Must never: trust an event's payload as the state of a resource (an event is a hint; the
+//! re-read through the API is the truth), read certificate data from an event, or reach back
+//! into the engine or the store. Decoding is pure: no I/O, no clock.
+
+mod decode;
+
+pub use decode::{Action, Decoded, Envelope, Ignored, Rejected, Target, decode};
