@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use crate::config::ENABLED_REGIONS;
 use crate::ids::{CertificateKey, StageKey};
 use crate::inventory::scan::{Scan, TargetReport, TargetStatus};
-use crate::lifecycle::{Decision, Intent, Policy, TargetRead, decide, decide_target};
+use crate::lifecycle::{
+    CertificateRecord, Decision, Intent, Observation, Policy, TargetRead, decide, decide_target,
+};
 use crate::observe::{InDoubt, RegionIndex, missing, present, unconfirmed};
 use crate::store::{Store, StoreError, StoredRegion};
 
@@ -104,7 +106,7 @@ fn reconcile(
         committed: !dry_run,
         ..Reconciled::default()
     };
-    let mut batch = Batch::new(store, dry_run);
+    let mut batch = Batch::new(store, policy, now, dry_run);
 
     let complete: HashSet<(&str, &str)> = scan
         .targets
@@ -125,7 +127,7 @@ fn reconcile(
             match present(certificate, &index, previous.as_ref(), observed_at) {
                 Ok(Some(obs)) => {
                     out.observations += 1;
-                    batch.push(decide(previous.as_ref(), &obs, policy, now), &mut out)?;
+                    batch.push(obs, previous.as_ref(), &mut out)?;
                 }
                 Ok(None) => out.unjudged.push(certificate.key.clone()),
                 Err(InDoubt(stages)) => out.in_doubt.push((certificate.key.clone(), stages)),
@@ -162,7 +164,7 @@ fn reconcile(
         match missing(&record, index, observed_at) {
             Ok(Some(obs)) => {
                 out.observations += 1;
-                batch.push(decide(Some(&record), &obs, policy, now), &mut out)?;
+                batch.push(obs, Some(&record), &mut out)?;
             }
             Ok(None) => {}
             Err(InDoubt(stages)) => out.in_doubt.push((key, stages)),
@@ -220,7 +222,7 @@ pub fn reconcile_sight(
         .extend(health.into_iter().flat_map(|d| d.intents));
 
     let stored = store.regions()?;
-    let mut batch = Batch::new(store, dry_run);
+    let mut batch = Batch::new(store, policy, now, dry_run);
     let failed = scan
         .targets
         .iter()
@@ -243,7 +245,7 @@ pub fn reconcile_sight(
                 }
                 if let Some(obs) = unconfirmed(&record, at) {
                     out.observations += 1;
-                    batch.push(decide(Some(&record), &obs, policy, now), &mut out)?;
+                    batch.push(obs, Some(&record), &mut out)?;
                 }
             }
         }
@@ -252,35 +254,83 @@ pub fn reconcile_sight(
     Ok(out)
 }
 
-/// Decisions waiting to be committed together, [`BATCH`] at a time.
-struct Batch<'s> {
+/// How many times one batch decides a certificate again after its commit was refused because
+/// its record moved on, before the conflict is reported (the next scan decides it again).
+const CONFLICT_RETRIES: u32 = 8;
+
+/// Decisions waiting to be committed together, [`BATCH`] at a time, with the observations
+/// they were decided from: a decision refused because its record moved on (a targeted re-read
+/// committed in between) is decided again from the record as it is now.
+pub struct Batch<'s> {
     store: &'s dyn Store,
+    policy: &'s Policy,
+    now: DateTime<Utc>,
     dry_run: bool,
+    observations: Vec<Observation>,
     pending: Vec<Decision>,
 }
 
 impl<'s> Batch<'s> {
-    fn new(store: &'s dyn Store, dry_run: bool) -> Self {
+    pub fn new(store: &'s dyn Store, policy: &'s Policy, now: DateTime<Utc>, dry_run: bool) -> Self {
         Batch {
             store,
+            policy,
+            now,
             dry_run,
+            observations: Vec::with_capacity(BATCH),
             pending: Vec::with_capacity(BATCH),
         }
     }
 
-    fn push(&mut self, decision: Decision, out: &mut Reconciled) -> Result<(), StoreError> {
-        self.pending.push(decision);
+    /// Decides `obs` against `previous` (the record as loaded) and queues the decision.
+    pub fn push(
+        &mut self,
+        obs: Observation,
+        previous: Option<&CertificateRecord>,
+        out: &mut Reconciled,
+    ) -> Result<(), StoreError> {
+        self.pending
+            .push(decide(previous, &obs, self.policy, self.now));
+        self.observations.push(obs);
         if self.pending.len() >= BATCH {
             self.flush(out)?;
         }
         Ok(())
     }
 
-    /// Commits (unless a dry run) what is pending, then counts it as decided.
-    fn flush(&mut self, out: &mut Reconciled) -> Result<(), StoreError> {
-        if !self.dry_run {
-            self.store.commit_batch(&self.pending)?;
+    /// Commits what is pending (unless a dry run), deciding again each decision refused as a
+    /// conflict, then counts it as decided.
+    pub fn flush(&mut self, out: &mut Reconciled) -> Result<(), StoreError> {
+        let mut from = 0;
+        let mut retries = 0;
+        while !self.dry_run && from < self.pending.len() {
+            match self.store.commit_batch(&self.pending[from..]) {
+                Ok(_) => break,
+                Err(StoreError::Conflict { certificate, .. }) if retries < CONFLICT_RETRIES => {
+                    // Everything before it is committed; it and the rest are not.
+                    let Some(i) = self.pending[from..]
+                        .iter()
+                        .position(|d| d.record.key.to_string() == certificate)
+                    else {
+                        return Err(StoreError::Interrupted(format!(
+                            "a conflict on {certificate}, which this batch does not hold"
+                        )));
+                    };
+                    from += i;
+                    retries += 1;
+                    let current = self.store.load(&self.pending[from].record.key)?;
+                    tracing::debug!(%certificate, "the record moved on while deciding: deciding again");
+                    self.pending[from] = decide(
+                        current.as_ref(),
+                        &self.observations[from],
+                        self.policy,
+                        self.now,
+                    );
+                }
+                Err(e) => return Err(e),
+            }
         }
+        self.observations.clear();
         for d in self.pending.drain(..) {
             if d.stale {
                 out.stale += 1;

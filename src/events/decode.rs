@@ -32,8 +32,14 @@ pub enum Target {
         rest_api_id: String,
         stage_name: String,
     },
-    /// A whole REST API (deleted: every stage of it stops presenting its certificate).
+    /// A whole REST API: deleted (every stage of it stops presenting its certificate), or its
+    /// tags changed (the owner of each of its stages may have).
     RestApi { rest_api_id: String },
+    /// A stage of an API Gateway v2 API (`apiId`). certsentinel reads the WebSocket ones; a
+    /// re-read that finds an HTTP API finds nothing to decide.
+    WebsocketStage { api_id: String, stage_name: String },
+    /// A whole API Gateway v2 API: deleted, or its tags changed.
+    WebsocketApi { api_id: String },
 }
 
 /// Why an event is acknowledged and counted but never acted on.
@@ -230,6 +236,11 @@ fn api_gateway_action(
     missing: impl Fn(&'static str) -> Rejected,
 ) -> Result<Action, Rejected> {
     let params = record.get("requestParameters").unwrap_or(&Value::Null);
+    // API Gateway v2 (WebSocket and HTTP APIs) logs under the same source and names, with
+    // `apiId` where v1 has `restApiId`.
+    if at(params, &["apiId"]).is_some() && at(params, &["restApiId"]).is_none() {
+        return v2_action(event_name, params, missing);
+    }
     let rest_api_id = || {
         at(params, &["restApiId"])
             .map(str::to_owned)
@@ -291,6 +302,61 @@ fn api_gateway_action(
     Ok(Action::Reread(targets))
 }
 
+/// What an API Gateway v2 change names: its parameters are the request's path ids and body
+/// fields (`apiId`, `stageName`, `clientCertificateId`), not patch operations.
+fn v2_action(
+    event_name: &str,
+    params: &Value,
+    missing: impl Fn(&'static str) -> Rejected,
+) -> Result<Action, Rejected> {
+    let api_id = at(params, &["apiId"]).unwrap_or_default().to_owned();
+    let stage = || -> Result<Target, Rejected> {
+        Ok(Target::WebsocketStage {
+            api_id: api_id.clone(),
+            stage_name: at(params, &["stageName"])
+                .ok_or_else(|| missing("requestParameters.stageName"))?
+                .to_owned(),
+        })
+    };
+    let targets = match event_name {
+        "CreateStage" | "UpdateStage" | "DeleteStage" => {
+            let mut targets = vec![stage()?];
+            if event_name != "DeleteStage" {
+                targets.extend(at(params, &["clientCertificateId"]).map(certificate_named));
+            }
+            targets
+        }
+        "CreateDeployment" => match at(params, &["stageName"]) {
+            Some(_) => vec![stage()?],
+            None => return Ok(Action::Ignore(Ignored::NoStageAffected)),
+        },
+        "DeleteApi" => vec![Target::WebsocketApi { api_id }],
+        "TagResource" | "UntagResource" => {
+            let arn = at(params, &["resourceArn"])
+                .ok_or_else(|| missing("requestParameters.resourceArn"))?;
+            match tagged(arn) {
+                Some(target) => vec![target],
+                None => return Ok(Action::Ignore(Ignored::NotRelevant)),
+            }
+        }
+        _ => return Ok(Action::Ignore(Ignored::NotRelevant)),
+    };
+    Ok(Action::Reread(targets))
+}
+
+/// A certificate reference as a stage holds it: an ACM ARN or an API Gateway id.
+fn certificate_named(value: &str) -> Target {
+    if value.starts_with("arn:") {
+        Target::AcmCertificate {
+            arn: value.to_owned(),
+        }
+    } else {
+        Target::ClientCertificate {
+            id: value.to_owned(),
+        }
+    }
+}
+
 /// The certificate an UpdateStage points the stage at, if it sets one. The patch sits under
 /// `updateStageInput` as recorded, or at the top of the parameters; the stage is re-read
 /// either way, so a patch in neither place loses nothing.
@@ -306,20 +372,13 @@ fn attached_certificate(params: &Value) -> Option<Target> {
         .filter(|op| matches!(at(op, &["op"]), Some("replace" | "add")))
         .filter_map(|op| at(op, &["value"]))
         .next_back()?;
-    Some(if value.starts_with("arn:") {
-        Target::AcmCertificate {
-            arn: value.to_owned(),
-        }
-    } else {
-        Target::ClientCertificate {
-            id: value.to_owned(),
-        }
-    })
+    Some(certificate_named(value))
 }
 
-/// The resource a tag change names: `arn:aws:apigateway:REGION::/restapis/ID/stages/NAME` or
-/// `.../clientcertificates/ID`. Tags elsewhere (an API, a domain name) do not name an owner
-/// certsentinel reads from a stage or certificate directly.
+/// The resource a tag change names: a stage, an API (its tags name the owner of stages that
+/// have none of their own) or a client certificate, REST (`/restapis/ID[/stages/NAME]`) or v2
+/// (`/apis/ID[/stages/NAME]`). Tags elsewhere (a domain name, a usage plan) name no owner
+/// certsentinel reads.
 fn tagged(arn: &str) -> Option<Target> {
     let path = arn.split_once("::")?.1;
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -330,6 +389,18 @@ fn tagged(arn: &str) -> Option<Target> {
                 stage_name: (*stage).to_owned(),
             })
         }
+        ["restapis", api] if !api.is_empty() => Some(Target::RestApi {
+            rest_api_id: (*api).to_owned(),
+        }),
+        ["apis", api, "stages", stage] if !api.is_empty() && !stage.is_empty() => {
+            Some(Target::WebsocketStage {
+                api_id: (*api).to_owned(),
+                stage_name: (*stage).to_owned(),
+            })
+        }
+        ["apis", api] if !api.is_empty() => Some(Target::WebsocketApi {
+            api_id: (*api).to_owned(),
+        }),
         ["clientcertificates", id] if !id.is_empty() => Some(Target::ClientCertificate {
             id: (*id).to_owned(),
         }),
@@ -457,10 +528,19 @@ mod tests {
     }
 
     #[test]
-    fn tags_on_something_other_than_a_stage_or_certificate_are_not_relevant() {
+    fn tags_on_something_other_than_a_stage_api_or_certificate_are_not_relevant() {
         assert_eq!(
             tagged("arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5"),
-            None
+            Some(Target::RestApi {
+                rest_api_id: "a1b2c3d4e5".into()
+            })
+        );
+        assert_eq!(
+            tagged("arn:aws:apigateway:us-east-1::/apis/w1/stages/live"),
+            Some(Target::WebsocketStage {
+                api_id: "w1".into(),
+                stage_name: "live".into()
+            })
         );
         assert_eq!(tagged("arn:aws:apigateway:us-east-1::/domainnames/x"), None);
         assert_eq!(
@@ -468,6 +548,50 @@ mod tests {
             None
         );
         assert_eq!(tagged("not an arn"), None);
+    }
+
+    /// A v2 call as CloudTrail records it: the recorded REST shape with `apiId` parameters.
+    fn v2_event(event_name: &str, params: Value) -> String {
+        let mut event: Value = serde_json::from_str(&body("DeleteStage.json")).unwrap();
+        event["detail"]["eventName"] = event_name.into();
+        event["detail"]["requestParameters"] = params;
+        event.to_string()
+    }
+
+    #[test]
+    fn websocket_stage_changes_name_the_v2_stage_and_its_certificate() {
+        let got = decode(&v2_event(
+            "UpdateStage",
+            serde_json::json!({"apiId": "w1", "stageName": "live", "clientCertificateId": "abc123"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            got.action,
+            Action::Reread(vec![
+                Target::WebsocketStage {
+                    api_id: "w1".into(),
+                    stage_name: "live".into()
+                },
+                Target::ClientCertificate { id: "abc123".into() }
+            ])
+        );
+        let got = decode(&v2_event("DeleteApi", serde_json::json!({"apiId": "w1"}))).unwrap();
+        assert_eq!(
+            got.action,
+            Action::Reread(vec![Target::WebsocketApi {
+                api_id: "w1".into()
+            }])
+        );
+        let err = decode(&v2_event("DeleteStage", serde_json::json!({"apiId": "w1"}))).unwrap_err();
+        assert_eq!(err.as_str(), "incomplete");
+        let got = decode(&v2_event(
+            "CreateDeployment",
+            serde_json::json!({"apiId": "w1"}),
+        ))
+        .unwrap();
+        assert_eq!(got.action, Action::Ignore(Ignored::NoStageAffected));
+        let got = decode(&v2_event("CreateRoute", serde_json::json!({"apiId": "w1"}))).unwrap();
+        assert_eq!(got.action, Action::Ignore(Ignored::NotRelevant));
     }
 
     #[test]

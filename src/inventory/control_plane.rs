@@ -349,6 +349,57 @@ impl ControlPlane {
         Ok(absent_is_none(read)?.map(|()| stages))
     }
 
+    /// One API, REST or WebSocket, with its tags; `None` when it no longer exists (or, for
+    /// v2, is an HTTP API, which cannot present a client certificate).
+    pub async fn get_api(&self, kind: StageKind, api_id: &str) -> Result<Option<Api>, CallError> {
+        use aws_sdk_apigatewayv2::types::ProtocolType;
+        match kind {
+            StageKind::Rest => self.get_rest_api(api_id).await,
+            StageKind::WebSocket => {
+                let out = absent_is_none(
+                    self.gate
+                        .call("GetApi", || self.v2.get_api().api_id(api_id).send())
+                        .await,
+                )?;
+                Ok(out
+                    .filter(|a| a.protocol_type() == Some(&ProtocolType::Websocket))
+                    .map(|a| Api {
+                        kind,
+                        id: a.api_id().unwrap_or(api_id).to_string(),
+                        name: a.name().unwrap_or_default().to_string(),
+                        tags: to_tags(a.tags()),
+                    }))
+            }
+        }
+    }
+
+    /// Every stage of an API, REST or WebSocket; `None` when the API no longer exists.
+    pub async fn api_stages(&self, api: &Api) -> Result<Option<Vec<Stage>>, CallError> {
+        match api.kind {
+            StageKind::Rest => self.rest_stages(api).await,
+            StageKind::WebSocket => self.websocket_stages(api).await,
+        }
+    }
+
+    /// One stage of an API, REST or WebSocket; `None` when it (or its API) no longer exists.
+    pub async fn get_stage(&self, api: &Api, stage: &str) -> Result<Option<Stage>, CallError> {
+        match api.kind {
+            StageKind::Rest => self.get_rest_stage(api, stage).await,
+            StageKind::WebSocket => {
+                let out = absent_is_none(
+                    self.gate
+                        .call("GetStageV2", || {
+                            self.v2.get_stage().api_id(&api.id).stage_name(stage).send()
+                        })
+                        .await,
+                )?;
+                Ok(out.and_then(|s| {
+                    self.stage(api, s.stage_name(), s.client_certificate_id(), s.tags())
+                }))
+            }
+        }
+    }
+
     /// Whether an API still exists, REST or WebSocket: a targeted read that confirms an
     /// absence before anything counts as gone.
     pub async fn api_exists(&self, kind: StageKind, api_id: &str) -> Result<bool, CallError> {

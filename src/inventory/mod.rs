@@ -10,4 +10,5 @@ pub mod control_plane;
 pub mod model;
 pub mod owner;
 pub mod pem;
+pub mod reread;
 pub mod scan;

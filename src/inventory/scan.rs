@@ -396,7 +396,7 @@ pub async fn scan_region(
     let stages: Vec<Stage> = rest_stages.into_iter().chain(ws_stages).collect();
     counts.stages = stages.len();
 
-    let mut inventory = join(plane, rules, certificates, &apis, stages).await?;
+    let mut inventory = join(plane, rules, certificates, &apis, stages, &BTreeSet::new()).await?;
     counts.acm_certificates = inventory
         .certificates
         .iter()
@@ -431,13 +431,13 @@ async fn stages_unless_gone(
 }
 
 /// A listed certificate with its PEM read.
-struct ReadCertificate {
+pub(super) struct ReadCertificate {
     raw: RawCertificate,
     expiry: Expiry,
 }
 
 impl ReadCertificate {
-    fn new(raw: RawCertificate) -> Self {
+    pub(super) fn new(raw: RawCertificate) -> Self {
         let expiry = effective_expiry(raw.expiration_date, raw.pem.as_deref());
         ReadCertificate { raw, expiry }
     }
@@ -471,13 +471,14 @@ where
 }
 
 /// Joins stages to certificates, reading what the listings could not have known: certificates
-/// created after the listing, and ACM certificates.
-async fn join(
+/// created after the listing, and ACM certificates (those the stages name, and `also_acm`).
+pub(super) async fn join(
     plane: &ControlPlane,
     rules: &OwnershipRules,
     listed: Vec<ReadCertificate>,
     apis: &HashMap<(StageKind, &str), &Api>,
     stages: Vec<Stage>,
+    also_acm: &BTreeSet<&str>,
 ) -> Result<RegionInventory, CallError> {
     let mut generated: BTreeMap<String, ReadCertificate> =
         listed.into_iter().map(|c| (c.raw.id.clone(), c)).collect();
@@ -486,7 +487,7 @@ async fn join(
         .filter_map(|s| s.certificate_ref.as_deref())
         .collect();
     read_unlisted(plane, &referenced, &mut generated).await?;
-    let acm = read_acm(plane, &referenced).await?;
+    let acm = read_acm(plane, &referenced.union(also_acm).copied().collect()).await?;
 
     let empty = BTreeMap::new();
     let mut uses: BTreeMap<String, Vec<StageUse>> = BTreeMap::new();

@@ -51,6 +51,7 @@ pub fn decide(
         next_episode_id: 1,
         intents_emitted: 0,
         partner_emails: BTreeSet::new(),
+        revision: 0,
     });
     let previous_state = record.map(|r| r.state);
     let unconfirmed = obs.source == ObservationSource::Unconfirmed;
@@ -105,6 +106,7 @@ pub fn decide(
     }
     rec.updated_at = now;
     rec.intents_emitted += intents.len() as u64;
+    rec.revision += 1;
     Decision {
         record: rec,
         intents,

@@ -309,6 +309,17 @@ pub struct CertificateRecord {
     /// twice, whichever owner's episode it came from.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub partner_emails: BTreeSet<String>,
+    /// How many decisions made this record: 0 before the first, one more with each. The
+    /// store commits a decision only if the stored record is still the one it was decided
+    /// from (revision one less), so a targeted re-read and a scan deciding the same
+    /// certificate at once never overwrite each other: the later commit is refused and
+    /// decided again. Records written before revisions existed read as revision 1.
+    #[serde(default = "revision_before_revisions")]
+    pub revision: u64,
+}
+
+fn revision_before_revisions() -> u64 {
+    1
 }
 
 impl CertificateRecord {

@@ -140,11 +140,13 @@ proptest! {
             prop_assert_eq!(rec.intents_emitted, keys.len() as u64);
 
             // Replaying the same observation, even later, decides nothing and changes nothing
-            // but the decision time.
+            // but the decision time (and the revision: it is a decision).
             let again = decide(Some(&rec), &obs, &policy, now + Duration::hours(1));
             prop_assert!(again.intents.is_empty(), "replay decided {:?}", again.intents);
             let mut replayed = again.record;
+            prop_assert_eq!(replayed.revision, rec.revision + 1);
             replayed.updated_at = rec.updated_at;
+            replayed.revision = rec.revision;
             prop_assert_eq!(&replayed, &rec);
 
             let mut open_owners = BTreeSet::new();

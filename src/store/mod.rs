@@ -16,10 +16,11 @@
 //! committed, it and those after it are not. Each intent is enqueued once per idempotency key,
 //! so a decision committed twice (a retry after an error) does not enqueue it twice.
 //!
-//! A commit is refused ([`StoreError::Conflict`]) when the stored record was observed later
-//! than the decision's: someone decided from a newer observation in between. The check reads
-//! the observation time from the location index, inside the transaction, so it costs no
-//! decoding of the stored record.
+//! A commit is a compare-and-swap: it is refused ([`StoreError::Conflict`]) unless the stored
+//! record is still the revision the decision was made from (a scan and a targeted re-read
+//! decided the same certificate at once; the loser loads again and decides again). The check
+//! reads the revision from the location index, inside the transaction, so it costs no decoding
+//! of the stored record.
 //!
 //! # Durability (flush policy)
 //!
@@ -42,8 +43,8 @@
 //!
 //! # The location index
 //!
-//! For every record, keyed like it (`account\0region\0id`), a 13-byte value: whether the
-//! record is `Deleted`, and its `last_observed_at`. [`Store::keys_in`] answers from it which
+//! For every record, keyed like it (`account\0region\0id`), a 21-byte value: whether the
+//! record is `Deleted`, its `last_observed_at` and its revision. [`Store::keys_in`] answers from it which
 //! certificates are stored for an account and region, so a reconcile finds the certificates a
 //! complete scan no longer found without decoding every record, and loads only those. (A walk
 //! of every record through a sled 0.34 iterator also keeps the pages it read resident beyond
@@ -63,6 +64,7 @@
 //! | 2 | `intent_keys`: idempotency key -> outbox id | rebuilt from the pending outbox entries |
 //! | 3 | `locations`: the location index | built from the records (their state and observation time only) |
 //! | 4 | `targets`: each account and region's read health; `delivered`: intents every backend has; `notes`: what backends must remember (an episode's issue key, a create under way) | none: they start empty |
+//! | 5 | the record's revision in each location entry (21 bytes instead of 13) | none: a 13-byte entry reads as revision 1 and is rewritten at its next commit |
 
 mod sled_store;
 
@@ -87,7 +89,9 @@ pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore, check_path};
 /// certificates are stored where, deleted or not, last observed when), so reconciling a region
 /// need not decode every record. 4: adds each account and region's read health, so that one
 /// unreadable for long is said once, and said again when it can be read.
-pub const SCHEMA_VERSION: u32 = 4;
+/// 5: each location entry carries its record's revision, the token of the commit's
+/// compare-and-swap.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Position of an intent in the outbox; increasing in commit order.
 pub type OutboxId = u64;
@@ -193,12 +197,12 @@ pub enum StoreError {
         source: serde_json::Error,
     },
     #[error(
-        "the record of {certificate} moved on while this decision was made (stored observation {stored}, decision from {decided}): load it again and decide again"
+        "the record of {certificate} moved on while this decision was made (stored revision {stored}, decided from revision {decided_from}): load it again and decide again"
     )]
     Conflict {
         certificate: String,
-        stored: DateTime<Utc>,
-        decided: DateTime<Utc>,
+        stored: u64,
+        decided_from: u64,
     },
     #[error("cannot write the export: {0}")]
     Export(#[from] std::io::Error),

@@ -72,25 +72,48 @@ fn record_key(key: &CertificateKey) -> Vec<u8> {
     k
 }
 
-const LOCATION_LEN: usize = 13;
+const LOCATION_LEN: usize = 21;
+/// A location written by schema 4: no revision.
+const LOCATION_LEN_V4: usize = 13;
 
-/// The `locations` value of a record: deleted flag, then `last_observed_at`.
-fn location_value(deleted: bool, last_observed_at: DateTime<Utc>) -> [u8; LOCATION_LEN] {
+/// The `locations` value of a record: deleted flag, `last_observed_at`, the record's revision.
+fn location_value(
+    deleted: bool,
+    last_observed_at: DateTime<Utc>,
+    revision: u64,
+) -> [u8; LOCATION_LEN] {
     let mut v = [0u8; LOCATION_LEN];
     v[0] = u8::from(deleted);
     v[1..9].copy_from_slice(&last_observed_at.timestamp().to_be_bytes());
     v[9..13].copy_from_slice(&last_observed_at.timestamp_subsec_nanos().to_be_bytes());
+    v[13..21].copy_from_slice(&revision.to_be_bytes());
     v
 }
 
-/// What a `locations` value says: (deleted, last observed at); `None` if it is malformed.
-fn decode_location(v: &[u8]) -> Option<(bool, DateTime<Utc>)> {
-    if v.len() != LOCATION_LEN || v[0] > 1 {
+/// What a `locations` value says; `None` if it is malformed.
+fn decode_location(v: &[u8]) -> Option<Location> {
+    if !matches!(v.len(), LOCATION_LEN | LOCATION_LEN_V4) || v[0] > 1 {
         return None;
     }
     let secs = i64::from_be_bytes(v[1..9].try_into().ok()?);
     let nanos = u32::from_be_bytes(v[9..13].try_into().ok()?);
-    Some((v[0] == 1, DateTime::from_timestamp(secs, nanos)?))
+    let revision = match v.get(13..21) {
+        Some(r) => u64::from_be_bytes(r.try_into().ok()?),
+        // Written before revisions: the record reads as revision 1 too.
+        None => 1,
+    };
+    Some(Location {
+        deleted: v[0] == 1,
+        last_observed_at: DateTime::from_timestamp(secs, nanos)?,
+        revision,
+    })
+}
+
+/// One entry of the location index.
+struct Location {
+    deleted: bool,
+    last_observed_at: DateTime<Utc>,
+    revision: u64,
 }
 
 fn key_text(key: &[u8]) -> String {
@@ -299,6 +322,8 @@ impl SledStore {
                 2 => self.migrate_2_to_3()?,
                 // The targets tree starts empty: the next scan fills it.
                 3 => {}
+                // Locations of version 4 read as revision 1; each grows at its next commit.
+                4 => {}
                 v => {
                     return Err(StoreError::NotOurs {
                         path: self.path.clone(),
@@ -347,7 +372,10 @@ impl SledStore {
                     source,
                 })?;
             let deleted = matches!(head.state, CertState::Deleted);
-            batch.insert(k, &location_value(deleted, head.last_observed_at));
+            batch.insert(
+                k,
+                &location_value(deleted, head.last_observed_at, head.revision),
+            );
             in_batch += 1;
             if in_batch == CHUNK {
                 self.locations.apply_batch(std::mem::take(&mut batch))?;
@@ -358,21 +386,21 @@ impl SledStore {
         Ok(())
     }
 
-    /// When the stored record of `key` was last observed, read inside a transaction: from the
-    /// location index, or from the record itself if its index entry is missing or malformed
-    /// (which no commit or migration leaves behind; the commit rewrites the entry).
-    fn stored_at(
+    /// The revision of the stored record of `key` (0: none), read inside a transaction: from
+    /// the location index, or from the record itself if its index entry is missing or
+    /// malformed (which no commit or migration leaves behind; the commit rewrites the entry).
+    fn stored_revision(
         records: &TransactionalTree,
         locations: &TransactionalTree,
         key: &[u8],
-    ) -> Result<Option<DateTime<Utc>>, ConflictableTransactionError<StoreError>> {
+    ) -> Result<u64, ConflictableTransactionError<StoreError>> {
         if let Some(loc) = locations.get(key)?
-            && let Some((_, at)) = decode_location(&loc)
+            && let Some(location) = decode_location(&loc)
         {
-            return Ok(Some(at));
+            return Ok(location.revision);
         }
         let Some(stored) = records.get(key)? else {
-            return Ok(None);
+            return Ok(0);
         };
         let head: RecordHead = serde_json::from_slice(&stored).map_err(|source| {
             ConflictableTransactionError::Abort(StoreError::Corrupt {
@@ -381,7 +409,7 @@ impl SledStore {
                 source,
             })
         })?;
-        Ok(Some(head.last_observed_at))
+        Ok(head.revision)
     }
 
     /// Commits `decisions` in order, [`GROUP`] certificates per transaction. A group that
@@ -504,25 +532,26 @@ impl<'a> Prepared<'a> {
             location: location_value(
                 matches!(rec.state, CertState::Deleted),
                 rec.last_observed_at,
+                rec.revision,
             ),
         })
     }
 
-    /// Checks that the stored record is not newer than the decision, then writes the record
-    /// and its location.
+    /// Checks that the stored record is still the one the decision was made from (its
+    /// revision one less than the decision's: a compare-and-swap), then writes the record and
+    /// its location.
     fn write(
         &self,
         records: &TransactionalTree,
         locations: &TransactionalTree,
     ) -> Result<(), ConflictableTransactionError<StoreError>> {
-        let decided = self.decision.record.last_observed_at;
-        if let Some(stored) = SledStore::stored_at(records, locations, &self.key)?
-            && stored > decided
-        {
+        let decided_from = self.decision.record.revision.saturating_sub(1);
+        let stored = SledStore::stored_revision(records, locations, &self.key)?;
+        if stored != decided_from {
             return Err(ConflictableTransactionError::Abort(StoreError::Conflict {
                 certificate: self.decision.record.key.to_string(),
                 stored,
-                decided,
+                decided_from,
             }));
         }
         records.insert(self.key.as_slice(), self.value.as_slice())?;
@@ -606,6 +635,12 @@ fn enqueue(
 struct RecordHead {
     state: CertState,
     last_observed_at: DateTime<Utc>,
+    #[serde(default = "revision_before_revisions")]
+    revision: u64,
+}
+
+fn revision_before_revisions() -> u64 {
+    1
 }
 
 impl Store for SledStore {
@@ -671,7 +706,9 @@ impl Store for SledStore {
                 key: key_text(&k),
                 detail: detail.to_string(),
             };
-            let (deleted, _) = decode_location(&v).ok_or_else(|| malformed("bad value"))?;
+            let deleted = decode_location(&v)
+                .ok_or_else(|| malformed("bad value"))?
+                .deleted;
             let id = std::str::from_utf8(&k[prefix.len()..])
                 .map_err(|_| malformed("the id is not UTF-8"))?;
             keys.push((
@@ -694,7 +731,11 @@ impl Store for SledStore {
                 key: key_text(&k),
                 detail: detail.to_string(),
             };
-            let (deleted, observed) = decode_location(&v).ok_or_else(|| malformed("bad value"))?;
+            let Location {
+                deleted,
+                last_observed_at: observed,
+                ..
+            } = decode_location(&v).ok_or_else(|| malformed("bad value"))?;
             let mut parts = k.splitn(3, |b| *b == 0);
             let (Some(account), Some(region), Some(_)) = (parts.next(), parts.next(), parts.next())
             else {

@@ -165,8 +165,15 @@ fn commit_stores_record_and_outbox_together_and_reopens() {
     s.complete(pending[0].id, at(0.2)).unwrap();
     assert!(s.outbox_pending().unwrap().is_empty());
     assert_eq!(s.delivered(10).unwrap()[0].completed_at, Some(at(0.2)));
-    // A decision committed twice (a retry) does not enqueue its intents again, even delivered.
-    let d = decide(None, &generation_obs(1, 0), &policy, at(0.0));
+    // A decision committed twice is refused the second time (the record moved on)...
+    let mut d = decide(None, &generation_obs(1, 0), &policy, at(0.0));
+    assert!(matches!(
+        s.commit(&d).unwrap_err(),
+        StoreError::Conflict { .. }
+    ));
+    // ... and one that decides the same intents again from the current record does not
+    // enqueue them again, even delivered.
+    d.record.revision = s.load(&cert(1)).unwrap().unwrap().revision + 1;
     assert!(s.commit(&d).unwrap().is_empty());
     assert_eq!(s.records().count(), 1);
 }
@@ -190,6 +197,31 @@ fn a_decision_from_an_outdated_record_is_refused() {
     );
     assert!(stale.stale);
     assert!(s.commit(&stale).unwrap().is_empty());
+}
+
+#[test]
+fn a_later_observation_decided_from_a_record_that_moved_on_is_refused_not_written_over() {
+    // A scan and a targeted re-read load the same record; the scan commits first. The re-read's
+    // observation is newer, but its decision was made from the record before the scan's: it
+    // is refused, and decided again from the scan's record it loses nothing the scan decided.
+    let dir = temp();
+    let s = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+    let policy = Policy::default();
+    observe(&s, &generation_obs(1, 0), &policy, at(0.0)).unwrap();
+    let loaded = s.load(&cert(1)).unwrap();
+    let scan = decide(loaded.as_ref(), &generation_obs(1, 1), &policy, at(0.0));
+    let reread = decide(loaded.as_ref(), &generation_obs(1, 2), &policy, at(0.0));
+    s.commit(&scan).unwrap();
+    let err = s.commit(&reread).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { stored: 2, decided_from: 1, .. }),
+        "{err}"
+    );
+    let current = s.load(&cert(1)).unwrap();
+    assert_eq!(current.as_ref(), Some(&scan.record));
+    let again = decide(current.as_ref(), &generation_obs(1, 2), &policy, at(0.0));
+    s.commit(&again).unwrap();
+    assert_eq!(s.load(&cert(1)).unwrap().unwrap().revision, 3);
 }
 
 #[test]
@@ -288,8 +320,11 @@ fn a_version_1_database_is_migrated() {
             .contains_key(decision.intents[0].key.as_bytes())
             .unwrap()
     );
-    // The rebuilt index stops the same intent being enqueued again.
-    assert!(s.commit(&decision).unwrap().is_empty());
+    // The rebuilt index stops the same intent being enqueued again (decided again from the
+    // migrated record, which reads as revision 1).
+    let mut again = decision.clone();
+    again.record.revision = 2;
+    assert!(s.commit(&again).unwrap().is_empty());
 }
 
 fn gone_obs(i: usize, g: u64) -> Observation {

@@ -366,6 +366,10 @@ class Fake:
         self.sts_endpoint = sts_endpoint
         self.v2_max_results = v2_max_results
         self.rng = random.Random()
+        # CloudTrail events (POST /_fake/events): where they go, and what was published.
+        # Configuration, like the flags: /_fake/reset keeps both.
+        self.events: dict | None = None
+        self.published: list[dict] = []
         self._reset_locked()
 
     # ---- state ------------------------------------------------------------------------------
@@ -541,6 +545,51 @@ class Fake:
             if api and api.stages.pop(stage, None) is not None:
                 return True
         return False
+
+    # ---- CloudTrail events ------------------------------------------------------------------
+
+    def set_events_locked(self, cfg):
+        """Enable (cfg from parse_events_config) or disable (None) publishing.  Enabling
+        starts a new `published` log; disabling keeps the old one for inspection."""
+        self.events = cfg
+        if cfg is not None:
+            self.published = []
+
+    def event_locked(self, op, key, account, region, user_agent, request_id, m, query, body,
+                     out):
+        """The event for a call that just succeeded, logged in `published`; returns
+        (config, entry) for publish(), or None.  A bug here must not fail the call."""
+        cfg = self.events
+        if cfg is None or op not in EVENT_BUILDERS:
+            return None
+        try:
+            ev = build_event(op, key, account, region, user_agent, request_id, m, query, body,
+                             out)
+            text = json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
+        except Exception as e:  # noqa: BLE001
+            log(f"events: cannot build the {op} event: {e!r}")
+            return None
+        entry = {"event_id": ev["detail"]["eventID"], "event_name": ev["detail"]["eventName"],
+                 "body": text, "sent": 0}
+        self.published.append(entry)
+        return cfg, entry
+
+    def publish(self, cfg, entry):
+        """Sends one event (twice with `duplicate`: at-least-once delivery) to the queue.
+        Called without the lock, before the caller gets its answer.  Failures are logged."""
+        sent = 0
+        for _ in range(2 if cfg["duplicate"] else 1):
+            try:
+                mid = sqs_send(cfg, entry["body"])
+            except Exception as e:  # noqa: BLE001
+                log(f"events: cannot publish {entry['event_name']} {entry['event_id']} to "
+                    f"{cfg['queue_url']}: {e}")
+                continue
+            sent += 1
+            if VERBOSE:
+                log(f"events: {entry['event_name']} {entry['event_id']} -> SQS message {mid}")
+        with self.lock:
+            entry["sent"] = sent
 
     # ---- paging -------------------------------------------------------------------------------
 
@@ -1326,6 +1375,257 @@ def route(method, raw_path):
 
 
 # --------------------------------------------------------------------------------------------
+# CloudTrail events, as EventBridge forwards them to SQS
+#
+# With `POST /_fake/events` (or --events-queue-url), every successful mutating call publishes
+# the CloudTrail record AWS would write, wrapped in the EventBridge envelope, as one message
+# to an SQS queue on a moto server: what an EventBridge rule (`source: aws.apigateway`,
+# `detail-type: AWS API Call via CloudTrail`) with an SQS target delivers.  The shapes follow
+# tests/fixtures/cloudtrail/ (see its README.md for the evidence and the assumptions).
+# Failed calls and reads publish nothing (a rule in state ENABLED never sees reads).
+# --------------------------------------------------------------------------------------------
+
+EVENT_VERSION = "1.09"
+EVENT_SOURCE_IP = "198.51.100.7"  # documentation range, as in the fixtures
+SQS_API_VERSION = "2012-11-05"
+SQS_HOST_REGION_RE = re.compile(r"(?:^|\.)sqs\.([a-z0-9-]+)\.|^([a-z0-9-]+)\.queue\.")
+CT_DATE_FIELDS = ("createdDate", "lastUpdatedDate", "expirationDate")
+
+
+def ct_date(seconds: int) -> str:
+    """v1 dates inside responseElements: CloudTrail logs API Gateway's Java-style dates,
+    `Mar 5, 2025 2:02:33 PM`, not the epoch seconds of the wire."""
+    d = dt.datetime.fromtimestamp(seconds, UTC)
+    hour = d.hour % 12 or 12
+    return f"{d:%b} {d.day}, {d.year} {hour}:{d:%M:%S} {'AM' if d.hour < 12 else 'PM'}"
+
+
+def ct_resource(doc, links: dict):
+    """A v1 answer as CloudTrail logs it: the resource's fields (dates rewritten) plus the
+    HAL links (`self`, `stageUpdate`, ...), each `{ids..., "template": false}`."""
+    out = dict(doc)
+    for k in CT_DATE_FIELDS:
+        if isinstance(out.get(k), int):
+            out[k] = ct_date(out[k])
+    for name, ids in links.items():
+        out[name] = dict(ids, template=False)
+    return out
+
+
+def cert_links(cid):
+    ids = {"clientCertificateId": cid}
+    return {"clientcertificateUpdate": ids, "clientcertificateDelete": ids, "self": ids}
+
+
+def stage_links(aid, name):
+    ids = {"restApiId": aid, "stageName": name}
+    return {"stageUpdate": ids, "stageFlushAuthorizerCache": ids, "stageDelete": ids, "self": ids}
+
+
+# Builders: (captures, query, request body, answer document) -> (requestParameters,
+# responseElements).  v1 wraps a request body as `<operation>Input` and adds `"template":
+# false`, as the fixtures show; v2 logs `apiId` / `stageName` and the body's fields as sent.
+
+def ev_generate_client_certificate(m, query, body, doc):
+    return ({"generateClientCertificateInput": body, "template": False},
+            ct_resource(doc, cert_links(doc["clientCertificateId"])))
+
+
+def ev_update_client_certificate(m, query, body, doc):
+    return ({"clientCertificateId": m[0], "updateClientCertificateInput": body,
+             "template": False},
+            ct_resource(doc, cert_links(m[0])))
+
+
+def ev_delete_client_certificate(m, query, body, doc):
+    return {"clientCertificateId": m[0], "template": False}, None
+
+
+def ev_create_rest_api(m, query, body, doc):
+    ids = {"restApiId": doc["id"]}
+    return ({"createRestApiInput": body, "template": False},
+            ct_resource(doc, {"restapiUpdate": ids, "restapiDelete": ids, "self": ids}))
+
+
+def ev_delete_rest_api(m, query, body, doc):
+    return {"restApiId": m[0], "template": False}, None
+
+
+def ev_create_deployment(m, query, body, doc):
+    ids = {"restApiId": m[0], "deploymentId": doc["id"]}
+    links = {"deploymentUpdate": ids, "deploymentStages": ids, "deploymentDelete": ids,
+             "self": ids}
+    resp = ct_resource(doc, links)
+    resp["deploymentStages"]["templateSkipList"] = ["position"]
+    return {"restApiId": m[0], "createDeploymentInput": body, "template": False}, resp
+
+
+def ev_create_stage(m, query, body, doc):
+    return ({"restApiId": m[0], "createStageInput": body, "template": False},
+            ct_resource(doc, stage_links(m[0], doc["stageName"])))
+
+
+def ev_update_stage(m, query, body, doc):
+    return ({"restApiId": m[0], "stageName": m[1], "updateStageInput": body, "template": False},
+            ct_resource(doc, stage_links(m[0], m[1])))
+
+
+def ev_delete_stage(m, query, body, doc):
+    return {"restApiId": m[0], "stageName": m[1], "template": False}, None
+
+
+def ev_tag_resource(m, query, body, doc):
+    return {"tagResourceInput": body, "resourceArn": m[0], "template": False}, None
+
+
+def ev_untag_resource(m, query, body, doc):
+    return {"resourceArn": m[0], "tagKeys": query.get("tagKeys") or [], "template": False}, None
+
+
+def ev_v2(names):
+    """A v2 builder: the URI ids under `names` (apiId, stageName), then the body as sent; the
+    answer as is (null when empty)."""
+    def build(m, query, body, doc):
+        params = dict(zip(names, m))
+        params.update((k, v) for k, v in body.items() if k not in params)
+        return params, (doc or None)
+    return build
+
+
+def ev_v2_tag_resource(m, query, body, doc):
+    return dict({"resourceArn": m[0]}, **body), None
+
+
+def ev_v2_untag_resource(m, query, body, doc):
+    return {"resourceArn": m[0], "tagKeys": query.get("tagKeys") or []}, None
+
+
+# Fake operation name -> builder.  The event's eventName drops the `v2:` prefix: CloudTrail
+# logs v2 calls under the same event source with the plain operation name.
+EVENT_BUILDERS = {
+    "GenerateClientCertificate": ev_generate_client_certificate,
+    "UpdateClientCertificate": ev_update_client_certificate,
+    "DeleteClientCertificate": ev_delete_client_certificate,
+    "CreateRestApi": ev_create_rest_api,
+    "DeleteRestApi": ev_delete_rest_api,
+    "CreateDeployment": ev_create_deployment,
+    "CreateStage": ev_create_stage,
+    "UpdateStage": ev_update_stage,
+    "DeleteStage": ev_delete_stage,
+    "TagResource": ev_tag_resource,
+    "UntagResource": ev_untag_resource,
+    "v2:CreateApi": ev_v2(()),
+    "v2:DeleteApi": ev_v2(("apiId",)),
+    "v2:CreateStage": ev_v2(("apiId",)),
+    "v2:UpdateStage": ev_v2(("apiId", "stageName")),
+    "v2:DeleteStage": ev_v2(("apiId", "stageName")),
+    "v2:TagResource": ev_v2_tag_resource,
+    "v2:UntagResource": ev_v2_untag_resource,
+}
+assert set(EVENT_BUILDERS) <= set(ALL_OPERATIONS), set(EVENT_BUILDERS) - set(ALL_OPERATIONS)
+
+
+def caller_identity(key, account):
+    """The IAM user the fake says a key belongs to (STS GetCallerIdentity, CloudTrail)."""
+    return (f"arn:aws:iam::{account}:user/certsentinel-fake",
+            "AIDA" + hashlib.sha1(key.encode()).hexdigest()[:17].upper())
+
+
+def build_event(op, key, account, region, user_agent, request_id, m, query, body, out) -> dict:
+    """The EventBridge event for one successful call: envelope + CloudTrail record."""
+    doc = json.loads(out) if out else None
+    params, resp = EVENT_BUILDERS[op](m, query, body_obj(body), doc)
+    arn, user_id = caller_identity(key, account)
+    when = iso(now_utc())
+    detail = {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": {"type": "IAMUser", "principalId": user_id, "arn": arn,
+                         "accountId": account, "accessKeyId": key,
+                         "userName": "certsentinel-fake"},
+        "eventTime": when,
+        "eventSource": "apigateway.amazonaws.com",
+        "eventName": op.split(":")[-1],
+        "awsRegion": region,
+        "sourceIPAddress": EVENT_SOURCE_IP,
+        "userAgent": user_agent,
+        "requestParameters": params,
+        "responseElements": resp,
+        "requestID": request_id,
+        "eventID": str(uuid.uuid4()),
+        "readOnly": False,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+        "tlsDetails": {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256",
+                       "clientProvidedHostHeader": f"apigateway.{region}.amazonaws.com"},
+    }
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws.apigateway", "account": account, "time": when, "region": region,
+            "resources": [], "detail": detail}
+
+
+def parse_events_config(b) -> dict:
+    """The body of `POST /_fake/events` (and --events-queue-url): where events go."""
+    if not isinstance(b, dict):
+        raise AdminError("body must be a JSON object")
+    unknown = set(b) - {"queue_url", "duplicate", "queue_region"}
+    if unknown:
+        raise AdminError(f"unknown fields {sorted(unknown)}; expected queue_url, duplicate, "
+                         f"queue_region")
+    url = b.get("queue_url")
+    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    if not parts or parts.scheme not in ("http", "https") or not parts.netloc \
+            or not parts.path.strip("/"):
+        raise AdminError(f"queue_url must be an SQS queue URL such as "
+                         f"http://127.0.0.1:PORT/123456789012/name, got {url!r}")
+    dup = b.get("duplicate", False)
+    if not isinstance(dup, bool):
+        raise AdminError(f"duplicate must be true or false, got {dup!r}")
+    qr = b.get("queue_region")
+    if qr is None:
+        # A real queue URL names its region (sqs.REGION.amazonaws.com); moto's
+        # http://127.0.0.1:PORT/ACCOUNT/NAME does not, and moto then wants it from the
+        # signature's credential scope.
+        hm = SQS_HOST_REGION_RE.search(parts.hostname or "")
+        qr = (hm.group(1) or hm.group(2)) if hm else DEFAULT_REGION
+    elif not isinstance(qr, str) or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", qr):
+        raise AdminError(f"queue_region must be a region name, got {qr!r}")
+    return {"queue_url": url, "duplicate": dup, "queue_region": qr}
+
+
+def sqs_send(cfg: dict, body: str) -> str:
+    """SQS SendMessage in the query protocol over plain urllib; returns the MessageId.  moto
+    checks no signature but needs a SigV4-shaped Authorization header (its region comes from
+    the credential scope), and takes the account from `x-moto-account-id`: the queue's owner
+    as its URL names it."""
+    url = cfg["queue_url"]
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+        "X-Amz-Date": amz_date,
+        "Authorization": (f"AWS4-HMAC-SHA256 Credential=testing/{amz_date[:8]}/"
+                          f"{cfg['queue_region']}/sqs/aws4_request, "
+                          f"SignedHeaders=content-type;host;x-amz-date, Signature={'0' * 64}"),
+    }
+    segs = urllib.parse.urlsplit(url).path.strip("/").split("/")
+    if len(segs) == 2 and re.fullmatch(r"\d{12}", segs[0]):
+        headers["x-moto-account-id"] = segs[0]
+    data = urllib.parse.urlencode({"Action": "SendMessage", "QueueUrl": url,
+                                   "MessageBody": body, "Version": SQS_API_VERSION})
+    req = urllib.request.Request(url, method="POST", headers=headers, data=data.encode("utf-8"))
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            text = resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        raise OSError(f"SQS said {e.code}: {e.read().decode('utf-8', 'replace')[:200]}") from None
+    mm = re.search(r"<MessageId>([^<]+)</MessageId>", text)
+    if not mm:
+        raise OSError(f"no <MessageId> in SQS answer: {text[:200]}")
+    return mm.group(1)
+
+
+# --------------------------------------------------------------------------------------------
 # HTTP layer
 # --------------------------------------------------------------------------------------------
 
@@ -1337,13 +1637,13 @@ class Handler(BaseHandler):
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def send(self, status: int, body: str | bytes | None, extra_headers=None):
+    def send(self, status: int, body: str | bytes | None, extra_headers=None, request_id=None):
         if isinstance(body, str):
             body = body.encode("utf-8")
         reason = self.responses.get(status, ("Unknown",))[0]
         lines = [f"HTTP/1.1 {status} {reason}",
                  f"Date: {email.utils.formatdate(time.time() + FAKE.clock_offset, usegmt=True)}",
-                 f"x-amzn-RequestId: {uuid.uuid4()}"]
+                 f"x-amzn-RequestId: {request_id or uuid.uuid4()}"]
         if extra_headers:
             lines.extend(f"{k}: {v}" for k, v in extra_headers.items())
         if status != 204:
@@ -1364,8 +1664,7 @@ class Handler(BaseHandler):
         """STS GetCallerIdentity, for the account this fake gives `key` (the same account its
         API Gateway answers for): in the query protocol's XML, or in JSON when the client
         speaks the JSON protocol (X-Amz-Target)."""
-        arn = f"arn:aws:iam::{account}:user/certsentinel-fake"
-        user_id = "AIDA" + hashlib.sha1(key.encode()).hexdigest()[:17].upper()
+        arn, user_id = caller_identity(key, account)
         target = self.headers.get("X-Amz-Target") or ""
         if target.endswith("GetCallerIdentity"):
             body = json.dumps({"Account": account, "Arn": arn, "UserId": user_id})
@@ -1450,6 +1749,8 @@ class Handler(BaseHandler):
                 body = json.loads(body_bytes)
             except ValueError:
                 raise bad_request("Invalid JSON in request body") from None
+        request_id = str(uuid.uuid4())
+        event = None
         with fake.lock:
             fake.record_call_locked(op, key, account, region, raw_path)
             if r is None:
@@ -1467,7 +1768,14 @@ class Handler(BaseHandler):
             status, out = r[1](fake, p, query, body, r[2])
             if fault is not None:
                 out = page_fault(fault, out)
-        self.send(status, out)
+            if fake.events is not None and 200 <= status < 300:
+                event = fake.event_locked(op, key, account, region,
+                                          self.headers.get("User-Agent") or "", request_id,
+                                          r[2], query, body, out)
+        if event is not None:
+            # After the change, before the answer: when the client returns, it is queued.
+            fake.publish(*event)
+        self.send(status, out, request_id=request_id)
 
     # -- admin ----------------------------------------------------------------------------------
 
@@ -1556,6 +1864,21 @@ class Handler(BaseHandler):
             if method == "GET":
                 with fake.lock:
                     return 200, {"keys": dict(fake.key_accounts), "sts_cache": dict(fake.sts_cache)}
+        if path == "/_fake/events":
+            if method == "POST":
+                cfg = parse_events_config(body)
+                with fake.lock:
+                    fake.set_events_locked(cfg)
+                return 200, dict(cfg, ok=True)
+            if method == "DELETE":
+                with fake.lock:
+                    fake.set_events_locked(None)
+                return 200, {"ok": True}
+            if method == "GET":
+                with fake.lock:
+                    cfg = fake.events or {"queue_url": None, "duplicate": False,
+                                          "queue_region": None}
+                    return 200, dict(cfg, published=[dict(e) for e in fake.published])
         if path == "/_fake/state" and method == "GET":
             with fake.lock:
                 return 200, fake.state_locked(q1(query, "account"), q1(query, "region"))
@@ -1774,11 +2097,26 @@ def main(argv=None):
     ap.add_argument("--sts-endpoint", help="moto server URL to map access keys to accounts")
     ap.add_argument("--v2-max-results", type=int, default=V2_MAX_RESULTS_DEFAULT,
                     help="largest maxResults accepted by v2 GetApis/GetStages (default 500)")
+    ap.add_argument("--events-queue-url", metavar="URL",
+                    help="publish CloudTrail events of successful mutating calls to this SQS "
+                         "queue (as POST /_fake/events does)")
+    ap.add_argument("--events-queue-region", metavar="REGION",
+                    help="the queue's region, for moto (default: from the URL, else us-east-1)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     VERBOSE = args.verbose
 
     FAKE = Fake(args.sts_endpoint, args.v2_max_results)
+    if args.events_queue_url:
+        try:
+            cfg = parse_events_config({"queue_url": args.events_queue_url,
+                                       "queue_region": args.events_queue_region})
+        except AdminError as e:
+            ap.error(f"--events-queue-url: {e}")
+        with FAKE.lock:
+            FAKE.set_events_locked(cfg)
+    elif args.events_queue_region:
+        ap.error("--events-queue-region needs --events-queue-url")
     if args.seed == "sandbox":
         rng = random.Random(20261125)
         with FAKE.lock:
