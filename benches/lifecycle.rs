@@ -313,6 +313,7 @@ impl Estate {
                 region: inv.region.clone(),
                 status: TargetStatus::Complete,
                 calls: BTreeMap::new(),
+                call_outcomes: BTreeMap::new(),
                 counts: TargetCounts {
                     certificates: inv.certificates.len(),
                     rest_apis: inv.stages.len(),

@@ -24,6 +24,8 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
 const EXIT_PARTIAL: u8 = 3;
 const EXIT_USAGE: u8 = 64;
+/// A second stop signal during a stop: exit at once (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -206,7 +208,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     reason: e.to_string(),
                 }
             })?;
-            out(settings.to_redacted_toml())?;
+            out(format!(
+                "# certsentinel run will run: {}\n{}",
+                settings.mode(),
+                settings.to_redacted_toml()
+            ))?;
             Ok(Outcome::Done)
         }
         Command::Scan {
@@ -217,7 +223,21 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Run => {
             runtime()?.block_on(async {
                 let daemon = Daemon::build(settings).await?;
-                daemon.run_until_stopped(shutdown_signal()).await
+                // The first signal stops the daemon cleanly; a second one exits at once. Every
+                // commit is flushed before it returns, so nothing committed is lost.
+                let (first, stopped) = tokio::sync::oneshot::channel::<()>();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    let _ = first.send(());
+                    shutdown_signal().await;
+                    eprintln!("certsentinel: a second stop signal: exiting at once");
+                    std::process::exit(EXIT_INTERRUPTED);
+                });
+                daemon
+                    .run_until_stopped(async {
+                        let _ = stopped.await;
+                    })
+                    .await
             })?;
             Ok(Outcome::Done)
         }

@@ -25,6 +25,7 @@ const LIST_KEYS: &[&str] = &[
     "aws.regions",
     "aws.accounts.exclude",
     "ownership.owner_tag_keys",
+    "events.queue_url",
 ];
 
 /// The `aws.regions` entry that means "every region enabled for the account".
@@ -102,6 +103,7 @@ pub struct Settings {
     pub policy: Policy,
     pub store: StoreSettings,
     pub daemon: DaemonSettings,
+    pub events: EventsSettings,
     pub telemetry: TelemetrySettings,
     pub notify: notify::NotifySettings,
     /// Partners (named by the stage's partner tag) and who to write to.
@@ -119,11 +121,98 @@ pub struct PartnerSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonSettings {
-    /// Cron expression with seconds, UTC.
+    /// Cron expression with seconds, UTC; empty: no scheduled scans (change events only).
     pub schedule: String,
     pub scan_on_start: bool,
     /// Where the HTTP listener (`/healthz`, `/readyz`, `/metrics`) listens; empty: none.
     pub listen: String,
+    /// How long a stop (SIGTERM, Ctrl-C) may take to finish the work in flight, commit and
+    /// flush; past it the daemon exits anyway, losing nothing it committed.
+    pub stop_timeout_secs: u64,
+}
+
+impl DaemonSettings {
+    /// Whether `certsentinel run` scans on a schedule.
+    pub fn scans_on_schedule(&self) -> bool {
+        !self.schedule.trim().is_empty()
+    }
+}
+
+/// The change events the daemon consumes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSettings {
+    /// SQS queues of CloudTrail change events: one URL, or a list (one queue per region).
+    /// Empty: no events.
+    #[serde(deserialize_with = "one_or_many")]
+    pub queue_url: Vec<String>,
+    /// Receivers per queue, each long-polling for up to 10 messages at a time.
+    pub receivers: usize,
+    /// The long poll: how long one receive waits for messages (SQS allows 0 to 20).
+    pub wait_time_secs: u32,
+    /// How long a received message stays hidden from other receivers; a message whose change
+    /// could not be read and decided reappears after it (and goes to the dead-letter queue
+    /// after the queue's maxReceiveCount).
+    pub visibility_timeout_secs: u32,
+    /// How SQS calls are retried: the same shape as every section that retries.
+    pub retry: RetrySettings,
+}
+
+impl EventsSettings {
+    /// Whether `certsentinel run` consumes change events.
+    pub fn enabled(&self) -> bool {
+        !self.queue_url.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (i, url) in self.queue_url.iter().enumerate() {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(' ') {
+                return invalid(
+                    &format!("events.queue_url[{i}]"),
+                    format!(
+                        "'{url}' is not a queue URL, such as \"https://sqs.eu-west-1.amazonaws.com/111122223333/certsentinel-events\""
+                    ),
+                );
+            }
+        }
+        if !(1..=16).contains(&self.receivers) {
+            return invalid(
+                "events.receivers",
+                format!("{} is outside 1..=16", self.receivers),
+            );
+        }
+        if self.wait_time_secs > 20 {
+            return invalid(
+                "events.wait_time_secs",
+                format!("{} is more than SQS allows (20)", self.wait_time_secs),
+            );
+        }
+        if !(1..=43_200).contains(&self.visibility_timeout_secs) {
+            return invalid(
+                "events.visibility_timeout_secs",
+                format!(
+                    "{} is outside 1..=43200 (SQS's bounds)",
+                    self.visibility_timeout_secs
+                ),
+            );
+        }
+        self.retry.validate("events.retry")
+    }
+}
+
+/// A string or a list of strings, as a list; an empty string is an empty list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) if one.trim().is_empty() => Vec::new(),
+        OneOrMany::One(one) => vec![one.trim().to_string()],
+        OneOrMany::Many(many) => many.into_iter().filter(|u| !u.trim().is_empty()).collect(),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,6 +395,13 @@ impl Settings {
         self.policy.validate()?;
         self.store.validate()?;
         self.daemon.validate()?;
+        self.events.validate()?;
+        if !self.daemon.scans_on_schedule() && !self.events.enabled() {
+            return invalid(
+                "daemon.schedule",
+                "is empty and so is events.queue_url: `certsentinel run` would do nothing; give a schedule, a queue, or both",
+            );
+        }
         self.notify.validate()?;
         for (name, partner) in &self.partners {
             if partner.contacts.is_empty() || partner.contacts.iter().any(|c| !c.contains('@')) {
@@ -316,6 +412,27 @@ impl Settings {
             }
         }
         self.telemetry.validate()
+    }
+
+    /// What `certsentinel run` will do, in words: scans on a schedule, change events, or both.
+    pub fn mode(&self) -> String {
+        let scans = self
+            .daemon
+            .scans_on_schedule()
+            .then(|| format!("scheduled scans ({})", self.daemon.schedule));
+        let events = self.events.enabled().then(|| {
+            let n = self.events.queue_url.len();
+            format!(
+                "change events from {n} SQS queue{}",
+                if n == 1 { "" } else { "s" }
+            )
+        });
+        match (scans, events) {
+            (Some(s), Some(e)) => format!("{s} and {e}"),
+            (Some(s), None) => format!("{s} only (no events.queue_url)"),
+            (None, Some(e)) => format!("{e} only (no daemon.schedule)"),
+            (None, None) => "nothing".to_string(),
+        }
     }
 
     /// The effective configuration as TOML, secrets redacted.
@@ -531,15 +648,23 @@ impl DaemonSettings {
                 ),
             );
         }
-        if let Err(e) =
-            tokio_cron_scheduler::Job::new_async(self.schedule.as_str(), |_, _| Box::pin(async {}))
+        if self.scans_on_schedule()
+            && let Err(e) = tokio_cron_scheduler::Job::new_async(self.schedule.as_str(), |_, _| {
+                Box::pin(async {})
+            })
         {
             return invalid(
                 "daemon.schedule",
                 format!(
-                    "'{}' is not a cron expression with seconds, such as \"0 0 */6 * * *\" ({e})",
+                    "'{}' is not a cron expression with seconds, such as \"0 0 */6 * * *\", or empty for no scheduled scans ({e})",
                     self.schedule
                 ),
+            );
+        }
+        if !(1..=3_600).contains(&self.stop_timeout_secs) {
+            return invalid(
+                "daemon.stop_timeout_secs",
+                format!("{} is outside 1..=3600", self.stop_timeout_secs),
             );
         }
         Ok(())

@@ -2,16 +2,21 @@
 //! The scan worker repeats the step of [`super::scan_once`], in its two halves so that only
 //! the reading is cancelled by a shutdown.
 //!
-//! Tasks: the scan worker (scans on the cron schedule, reconciles each scan into the store).
-//! Change events, the outbox dispatcher and the HTTP listener join it as siblings in the same
-//! `JoinSet`, each with a clone of the one shutdown token.
+//! Tasks, siblings in one `JoinSet`, each with a clone of the one shutdown token: the scan
+//! worker (scans on the cron schedule, if there is one, and reconciles each scan into the
+//! store), the event receivers (`events.receivers` per queue, each long-polling and handing
+//! its batch to [`Changes::handle`]), the delivery worker (drains the outbox), and the HTTP
+//! listener.
 //!
-//! Shutdown: a scan still reading from AWS is abandoned (nothing of it was committed); a scan
-//! whose decisions are being committed is allowed to finish, so the store is left exactly as a
-//! completed scan leaves it. The scheduler only signals ticks; scans run one at a time in the
-//! worker. While a scan runs, one tick may wait to run after it; further ticks are skipped
-//! with a warning, so a slow scan never piles up scans behind it. A task that fails stops the
-//! daemon with its error (the supervisor restarts it), never silently.
+//! Shutdown: receivers stop receiving; a batch already received is read, decided, committed
+//! and deleted to its end. A scan still reading from AWS is abandoned (nothing of it was
+//! committed); a scan whose decisions are being committed is allowed to finish, so the store
+//! is left exactly as a completed scan leaves it. All of it within `daemon.stop_timeout_secs`;
+//! past it the tasks are dropped (what they committed is durable: every commit flushes). The
+//! scheduler only signals ticks; scans run one at a time in the worker. While a scan runs, one
+//! tick may wait to run after it; further ticks are skipped, logged and counted, so a slow
+//! scan never piles up scans behind it. A task that fails stops the daemon with its error
+//! (the supervisor restarts it), never silently.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,9 +28,11 @@ use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 
+use super::changes::Changes;
 use super::http::{Observatory, router, two_periods};
 use super::step::{ScanOutcome, open_store, record_scan};
 use crate::config::Settings;
+use crate::events::Queue;
 use crate::inventory::aws;
 use crate::inventory::scan::{NoProgress, TargetStatus, scan_all};
 use crate::notify::Dispatcher;
@@ -121,36 +128,45 @@ impl Daemon {
         self,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), DaemonError> {
+        let settings = self.settings.clone();
+        let on_schedule = settings.daemon.scans_on_schedule();
+        let observatory = Observatory::new(
+            self.store.clone(),
+            settings.policy.clone(),
+            on_schedule.then(|| two_periods(&settings.daemon.schedule)),
+            &settings.events.queue_url,
+        );
         let (tick_tx, tick_rx) = mpsc::channel::<()>(1);
-        let (mut scheduler, job) =
-            schedule_ticks(&self.settings.daemon.schedule, tick_tx.clone()).await?;
-        if self.settings.daemon.scan_on_start {
+        let schedule = if on_schedule {
+            let (scheduler, job) = schedule_ticks(
+                &settings.daemon.schedule,
+                tick_tx.clone(),
+                observatory.clone(),
+            )
+            .await?;
+            Some(Schedule { scheduler, job })
+        } else {
+            None
+        };
+        if settings.daemon.scan_on_start {
             let _ = tick_tx.try_send(());
         }
         drop(tick_tx);
-        let schedule = Schedule {
-            scheduler: scheduler.clone(),
-            job,
-        };
-        let next_scan = schedule.next().await;
+        let next_scan = next_scan(schedule.as_ref()).await;
         tracing::info!(
-            schedule = %self.settings.daemon.schedule,
-            store = %self.settings.store.path.display(),
+            mode = %settings.mode(),
+            store = %settings.store.path.display(),
             %next_scan,
             "certsentinel is running"
         );
 
         let stop = CancellationToken::new();
         let decided = Arc::new(Notify::new());
-        let observatory = Observatory::new(
-            self.store.clone(),
-            self.settings.policy.clone(),
-            two_periods(&self.settings.daemon.schedule),
-        );
         let mut tasks: JoinSet<Result<(), DaemonError>> = JoinSet::new();
+        let scheduler = schedule.as_ref().map(|s| s.scheduler.clone());
         tasks.spawn(scan_worker(
             ScanWorker {
-                settings: self.settings.clone(),
+                settings: settings.clone(),
                 aws: self.aws.clone(),
                 store: self.store.clone(),
                 ticks: tick_rx,
@@ -160,6 +176,27 @@ impl Daemon {
             },
             stop.clone(),
         ));
+        if settings.events.enabled() {
+            let changes = Arc::new(Changes::new(
+                settings.clone(),
+                self.aws.clone(),
+                self.store.clone(),
+            ));
+            for url in &settings.events.queue_url {
+                let queue = Queue::new(&self.aws, url, &settings.events);
+                for _ in 0..settings.events.receivers {
+                    tasks.spawn(event_receiver(
+                        EventReceiver {
+                            queue: queue.clone(),
+                            changes: changes.clone(),
+                            observatory: observatory.clone(),
+                            decided: decided.clone(),
+                        },
+                        stop.clone(),
+                    ));
+                }
+            }
+        }
         if let Some(listener) = self.listener {
             let listener = tokio::net::TcpListener::from_std(listener)
                 .map_err(|e| DaemonError::Task(format!("daemon.listen: {e}")))?;
@@ -181,16 +218,34 @@ impl Daemon {
 
         let mut outcome = Ok(());
         tokio::select! {
-            _ = shutdown => tracing::info!("shutting down"),
+            _ = shutdown => tracing::info!("shutting down: no more events are received; the work in flight is finished"),
             Some(ended) = tasks.join_next() => outcome = task_result(ended),
         }
         stop.cancel();
-        while let Some(ended) = tasks.join_next().await {
-            if let Err(e) = task_result(ended) {
-                outcome = outcome.and(Err(e));
+        let bound = Duration::from_secs(settings.daemon.stop_timeout_secs);
+        let joined = tokio::time::timeout(bound, async {
+            let mut outcome = Ok(());
+            while let Some(ended) = tasks.join_next().await {
+                if let Err(e) = task_result(ended) {
+                    outcome = outcome.and(Err(e));
+                }
+            }
+            outcome
+        })
+        .await;
+        match joined {
+            Ok(joined) => outcome = outcome.and(joined),
+            Err(_) => {
+                tracing::warn!(
+                    seconds = bound.as_secs(),
+                    "the work in flight did not finish within daemon.stop_timeout_secs: stopping anyway (what was committed is durable; messages not deleted reappear)"
+                );
+                tasks.abort_all();
             }
         }
-        scheduler.shutdown().await?;
+        if let Some(mut scheduler) = scheduler {
+            scheduler.shutdown().await?;
+        }
         self.store.flush()?;
         tracing::info!("certsentinel stopped");
         outcome
@@ -208,13 +263,16 @@ fn task_result(
 async fn schedule_ticks(
     schedule: &str,
     ticks: mpsc::Sender<()>,
+    observatory: Arc<Observatory>,
 ) -> Result<(JobScheduler, uuid::Uuid), JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
     let job = scheduler
         .add(Job::new_async(schedule, move |_, _| {
             let ticks = ticks.clone();
+            let observatory = observatory.clone();
             Box::pin(async move {
                 if ticks.try_send(()).is_err() {
+                    observatory.scan_skipped();
                     tracing::warn!("a scan is still running; this scheduled scan is skipped");
                 }
             })
@@ -230,13 +288,15 @@ struct Schedule {
     job: uuid::Uuid,
 }
 
-impl Schedule {
-    async fn next(&self) -> String {
-        let mut scheduler = self.scheduler.clone();
-        match scheduler.next_tick_for_job(self.job).await {
-            Ok(Some(at)) => at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            _ => "unknown".to_string(),
-        }
+/// When the next scheduled scan is, in words.
+async fn next_scan(schedule: Option<&Schedule>) -> String {
+    let Some(schedule) = schedule else {
+        return "none scheduled".to_string();
+    };
+    let mut scheduler = schedule.scheduler.clone();
+    match scheduler.next_tick_for_job(schedule.job).await {
+        Ok(Some(at)) => at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        _ => "unknown".to_string(),
     }
 }
 
@@ -248,7 +308,7 @@ struct ScanWorker {
     aws: SdkConfig,
     store: Arc<SledStore>,
     ticks: mpsc::Receiver<()>,
-    schedule: Schedule,
+    schedule: Option<Schedule>,
     /// Woken after each recorded scan: the delivery worker drains the outbox.
     decided: Arc<Notify>,
     observatory: Arc<Observatory>,
@@ -282,7 +342,7 @@ async fn scan_worker(worker: ScanWorker, stop: CancellationToken) -> Result<(), 
         match record_scan(&settings, store.clone(), scan, false).await {
             Ok(done) => {
                 observatory.scan_recorded(&done, started.elapsed().as_secs_f64());
-                report(&done, started, &schedule).await;
+                report(&done, started, schedule.as_ref()).await;
                 decided.notify_one();
             }
             Err(e) if e.is_fatal() => {
@@ -295,7 +355,7 @@ async fn scan_worker(worker: ScanWorker, stop: CancellationToken) -> Result<(), 
             }
             Err(e) => {
                 observatory.scan_failed();
-                let next_scan = schedule.next().await;
+                let next_scan = next_scan(schedule.as_ref()).await;
                 tracing::warn!(
                     error = %e,
                     %next_scan,
@@ -304,6 +364,100 @@ async fn scan_worker(worker: ScanWorker, stop: CancellationToken) -> Result<(), 
             }
         }
         release_freed_memory();
+    }
+}
+
+/// What one event receiver works with.
+struct EventReceiver {
+    queue: Queue,
+    changes: Arc<Changes>,
+    observatory: Arc<Observatory>,
+    /// Woken after each batch that decided intents: the delivery worker drains the outbox.
+    decided: Arc<Notify>,
+}
+
+/// Receives from one queue until `stop`, handing each batch to [`Changes::handle`]. A batch
+/// received is finished (read, decided, committed, its messages deleted) even if `stop`
+/// comes meanwhile; only the wait for the next batch is cancelled. A queue that cannot be
+/// reached is retried with growing pauses (up to a minute) and reported by `/readyz`.
+async fn event_receiver(
+    receiver: EventReceiver,
+    stop: CancellationToken,
+) -> Result<(), DaemonError> {
+    let EventReceiver {
+        queue,
+        changes,
+        observatory,
+        decided,
+    } = receiver;
+    let mut throttles_seen = queue.throttles();
+    let mut failures: u32 = 0;
+    let mut answered = |observatory: &Observatory, answer: Result<(), String>| {
+        let throttles = queue.throttles();
+        observatory.queue_answered(queue.url(), answer, throttles - throttles_seen);
+        throttles_seen = throttles;
+    };
+    loop {
+        let received = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            received = queue.receive() => received,
+        };
+        let messages = match received {
+            Ok(messages) => {
+                failures = 0;
+                answered(&observatory, Ok(()));
+                messages
+            }
+            Err(e) => {
+                failures += 1;
+                answered(&observatory, Err(e.to_string()));
+                let pause =
+                    Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60));
+                tracing::warn!(error = %e, retry_in_secs = pause.as_secs(), "cannot receive change events");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        observatory.messages_received(messages.iter().filter_map(|m| m.sent_at).min());
+        // From here the batch is finished whatever `stop` says: decisions are committed
+        // before any message is deleted.
+        let handled = changes.handle(messages).await?;
+        observatory.events_handled(&handled.events);
+        for event in handled.events.iter().filter(|e| e.outcome == "reread") {
+            tracing::info!(message_id = %event.message_id, event = %event.event_name, "change read again and decided");
+        }
+        for intent in &handled.intents {
+            tracing::info!(
+                certificate = %intent.certificate,
+                owner = intent.owner.as_deref().unwrap_or(output::NO_OWNER),
+                key = %intent.key,
+                "{}",
+                output::intent_words(intent)
+            );
+        }
+        if !handled.intents.is_empty() {
+            decided.notify_one();
+        }
+        if handled.done.is_empty() {
+            continue;
+        }
+        let done: Vec<&crate::events::Message> = handled.done.iter().collect();
+        match queue.delete(&done).await {
+            Ok(refused) => {
+                for (id, why) in refused {
+                    tracing::warn!(message_id = %id, reason = %why, "SQS did not delete a handled message: it reappears and is decided again, which changes nothing");
+                }
+            }
+            Err(e) => {
+                answered(&observatory, Err(e.to_string()));
+                tracing::warn!(error = %e, messages = done.len(), "could not delete handled messages: they reappear and are decided again, which changes nothing");
+            }
+        }
     }
 }
 
@@ -339,7 +493,7 @@ async fn delivery_worker(
 
 /// Logs what a scan did: each decided intent on one line, ignored stale observations, the
 /// targets that could not be read, the totals, and when the next scan is.
-async fn report(done: &ScanOutcome, started: Instant, schedule: &Schedule) {
+async fn report(done: &ScanOutcome, started: Instant, schedule: Option<&Schedule>) {
     for intent in &done.reconciled.intents {
         tracing::info!(
             certificate = %intent.certificate,
@@ -366,7 +520,7 @@ async fn report(done: &ScanOutcome, started: Instant, schedule: &Schedule) {
             );
         }
     }
-    let next_scan = schedule.next().await;
+    let next_scan = next_scan(schedule).await;
     let incomplete = done
         .scan
         .targets

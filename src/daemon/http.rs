@@ -1,5 +1,6 @@
 //! The daemon's HTTP listener (`daemon.listen`): `/healthz` (the process answers), `/readyz`
-//! (the store is open and the last complete scan is younger than two schedule periods), and
+//! (the store is open, the last complete scan is younger than two schedule periods when there
+//! is a schedule, and every event queue answered its last call), and
 //! `/metrics` in the Prometheus text format (prometheus-client). It reads what the workers
 //! publish and the store; it never decides or changes anything.
 
@@ -30,6 +31,19 @@ struct Outcome {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Operation {
     operation: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: String,
+    outcome: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabel {
+    queue: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,15 +67,28 @@ pub struct Observatory {
     last_complete_scan: Gauge,
     intents_pending: Family<BackendLabel, Gauge>,
     intents_failed: Family<BackendLabel, Gauge>,
+    scans_skipped: Counter,
+    events: Family<EventLabel, Counter>,
+    oldest_message_age: Gauge,
+    queue_throttles: Family<QueueLabel, Counter>,
+    queue_up: Family<QueueLabel, Gauge>,
     last_complete_at: Mutex<Option<DateTime<Utc>>>,
+    /// Each event queue and what its last call said: `None` before the first answer.
+    queues: Mutex<std::collections::BTreeMap<String, Option<Result<(), String>>>>,
     store: Arc<SledStore>,
     policy: Policy,
-    /// The longest a complete scan may be old for the daemon to be ready.
-    stale_after: Duration,
+    /// The longest a complete scan may be old for the daemon to be ready; `None` without a
+    /// schedule (events only).
+    stale_after: Option<Duration>,
 }
 
 impl Observatory {
-    pub fn new(store: Arc<SledStore>, policy: Policy, stale_after: Duration) -> Arc<Observatory> {
+    pub fn new(
+        store: Arc<SledStore>,
+        policy: Policy,
+        stale_after: Option<Duration>,
+        queues: &[String],
+    ) -> Arc<Observatory> {
         let mut registry = Registry::with_prefix("certsentinel");
         let scans = Family::<Outcome, Counter>::default();
         registry.register(
@@ -78,7 +105,7 @@ impl Observatory {
         let calls = Family::<Operation, Counter>::default();
         registry.register(
             "aws_calls",
-            "AWS calls sent, retries included, by operation",
+            "AWS calls sent, retries included, by operation and outcome (ok, not_found, throttled, transient, denied, rejected)",
             calls.clone(),
         );
         let certificates = Family::<BandLabel, Gauge>::default();
@@ -111,8 +138,44 @@ impl Observatory {
             "Pending intents a backend refused for good, by backend",
             intents_failed.clone(),
         );
+        let scans_skipped = Counter::default();
+        registry.register(
+            "scans_skipped",
+            "Scheduled scans skipped because a scan was still running",
+            scans_skipped.clone(),
+        );
+        let events = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "events",
+            "Change events received, by CloudTrail event name and outcome (reread, ignored, not_scanned, rejected, read_failed) with its reason",
+            events.clone(),
+        );
+        let oldest_message_age = Gauge::default();
+        registry.register(
+            "oldest_event_message_age_seconds",
+            "Age of the oldest message in the last batch received from an event queue",
+            oldest_message_age.clone(),
+        );
+        let queue_throttles = Family::<QueueLabel, Counter>::default();
+        registry.register(
+            "event_queue_throttles",
+            "SQS calls throttled, by queue",
+            queue_throttles.clone(),
+        );
+        let queue_up = Family::<QueueLabel, Gauge>::default();
+        registry.register(
+            "event_queue_up",
+            "Whether the event queue answered its last call (1) or not (0)",
+            queue_up.clone(),
+        );
         Arc::new(Observatory {
             registry: Mutex::new(registry),
+            scans_skipped,
+            events,
+            oldest_message_age,
+            queue_throttles,
+            queue_up,
+            queues: Mutex::new(queues.iter().map(|q| (q.clone(), None)).collect()),
             scans,
             scan_seconds,
             calls,
@@ -142,13 +205,7 @@ impl Observatory {
             .inc();
         self.scan_seconds.observe(seconds);
         for target in &done.scan.targets {
-            for (operation, n) in &target.calls {
-                self.calls
-                    .get_or_create(&Operation {
-                        operation: operation.clone(),
-                    })
-                    .inc_by(*n);
-            }
+            self.calls_made(&target.call_outcomes);
         }
         let now = Utc::now();
         self.certificates.clear();
@@ -174,6 +231,64 @@ impl Observatory {
         }
     }
 
+    /// AWS calls made, by (operation, outcome).
+    pub fn calls_made(&self, outcomes: &std::collections::BTreeMap<(String, String), u64>) {
+        for ((operation, outcome), n) in outcomes {
+            self.calls
+                .get_or_create(&Operation {
+                    operation: operation.clone(),
+                    outcome: outcome.clone(),
+                })
+                .inc_by(*n);
+        }
+    }
+
+    /// A scheduled scan was skipped: the previous one was still running.
+    pub fn scan_skipped(&self) {
+        self.scans_skipped.inc();
+    }
+
+    /// What became of the events of one batch.
+    pub fn events_handled(&self, events: &[super::changes::EventOutcome]) {
+        for e in events {
+            self.events
+                .get_or_create(&EventLabel {
+                    event: e.event_name.clone(),
+                    outcome: e.outcome.to_string(),
+                    reason: if e.outcome == "read_failed" {
+                        String::new()
+                    } else {
+                        e.reason.clone()
+                    },
+                })
+                .inc();
+        }
+    }
+
+    /// A batch came in from `queue`, its oldest message sent at `oldest`.
+    pub fn messages_received(&self, oldest: Option<DateTime<Utc>>) {
+        if let Some(at) = oldest {
+            self.oldest_message_age
+                .set((Utc::now() - at).num_seconds().max(0));
+        }
+    }
+
+    /// What `queue`'s last call said, and how many of its calls were throttled since the last
+    /// report.
+    pub fn queue_answered(&self, queue: &str, answer: Result<(), String>, throttled: u64) {
+        let label = QueueLabel {
+            queue: queue.to_string(),
+        };
+        self.queue_throttles.get_or_create(&label).inc_by(throttled);
+        self.queue_up
+            .get_or_create(&label)
+            .set(i64::from(answer.is_ok()));
+        self.queues
+            .lock()
+            .expect("not poisoned")
+            .insert(queue.to_string(), Some(answer));
+    }
+
     /// A scan could not be recorded at all.
     pub fn scan_failed(&self) {
         self.scans
@@ -185,9 +300,19 @@ impl Observatory {
 
     /// Why the daemon is not ready, if it is not.
     fn unready(&self) -> Option<String> {
+        for (queue, answer) in self.queues.lock().expect("not poisoned").iter() {
+            match answer {
+                None => return Some(format!("the event queue {queue} has not answered yet")),
+                Some(Err(e)) => {
+                    return Some(format!("the event queue {queue} is unreachable: {e}"));
+                }
+                Some(Ok(())) => {}
+            }
+        }
+        let stale_after = self.stale_after?;
         match *self.last_complete_at.lock().expect("not poisoned") {
             None => Some("no scan has read every account and region yet".into()),
-            Some(at) if Utc::now() - at > self.stale_after => Some(format!(
+            Some(at) if Utc::now() - at > stale_after => Some(format!(
                 "the last complete scan started at {at}, more than two schedule periods ago"
             )),
             Some(_) => None,

@@ -12,6 +12,7 @@
 //! is kept is `store`'s.
 
 mod app;
+pub mod changes;
 pub mod http;
 pub mod reconcile;
 mod step;

@@ -271,7 +271,12 @@ pub struct Batch<'s> {
 }
 
 impl<'s> Batch<'s> {
-    pub fn new(store: &'s dyn Store, policy: &'s Policy, now: DateTime<Utc>, dry_run: bool) -> Self {
+    pub fn new(
+        store: &'s dyn Store,
+        policy: &'s Policy,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Self {
         Batch {
             store,
             policy,
@@ -417,6 +422,7 @@ mod tests {
             region: region.into(),
             status,
             calls: Default::default(),
+            call_outcomes: Default::default(),
             counts: Default::default(),
             clock_skew_seconds: None,
         };

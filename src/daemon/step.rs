@@ -229,6 +229,7 @@ pub async fn record_scan(
             }
             if let Some(plane) = scan.readers.get(&target.account, &target.region) {
                 target.calls = plane.calls();
+                target.call_outcomes = plane.call_outcomes();
             }
         }
         let region_of = |k: &CertificateKey| (k.account.clone(), k.region.clone());

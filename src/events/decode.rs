@@ -572,7 +572,9 @@ mod tests {
                     api_id: "w1".into(),
                     stage_name: "live".into()
                 },
-                Target::ClientCertificate { id: "abc123".into() }
+                Target::ClientCertificate {
+                    id: "abc123".into()
+                }
             ])
         );
         let got = decode(&v2_event("DeleteApi", serde_json::json!({"apiId": "w1"}))).unwrap();

@@ -237,3 +237,56 @@ pub async fn enabled_regions(
     regions.sort();
     Ok(regions)
 }
+
+/// Whether certsentinel reads `account`, and how: `Ok(Some)` with its session when it is a
+/// configured account, one of the organization's (discovery), or the ambient account when
+/// none is configured; `Ok(None)` when it reads no such account. A change event names its
+/// account; one certsentinel does not scan is acknowledged, never read.
+pub async fn scanned_account(
+    settings: &AwsSettings,
+    base: &SdkConfig,
+    account: &str,
+) -> Result<Option<AccountSession>, AccountFailure> {
+    use crate::config::Discovery;
+    let unreachable = |reason: String| AccountFailure {
+        id: account.to_string(),
+        name: None,
+        reason,
+    };
+    let configured = match settings.accounts.discover {
+        Discovery::List if settings.accounts.list.is_empty() => {
+            let ambient = open_ambient(base).await?;
+            return Ok((ambient.id == account).then_some(ambient));
+        }
+        Discovery::List => settings
+            .accounts
+            .list
+            .iter()
+            .find(|a| a.id == account)
+            .cloned(),
+        Discovery::Organization => {
+            let gate = CallGate::new(&settings.rate_limit, &settings.retry);
+            discover_organization(base, &gate, &settings.accounts)
+                .await
+                .map_err(|e| {
+                    unreachable(format!("could not list the organization's accounts: {e}"))
+                })?
+                .into_iter()
+                .find(|a| a.id == account)
+        }
+    };
+    match configured {
+        Some(a) => open_account(base, &a, &settings.role_session_name)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Whether certsentinel reads `region` (configured, or every enabled region).
+pub fn scans_region(settings: &AwsSettings, region: &str) -> bool {
+    settings
+        .regions
+        .iter()
+        .any(|r| r == region || r == crate::config::ENABLED_REGIONS)
+}

@@ -139,16 +139,33 @@ impl<E: ProvideErrorMetadata> RetryLogic<SdkError<E, HttpResponse>> for AwsRetry
     }
 }
 
-/// Counts requests sent, per operation: the cost that matters against a low quota.
+/// Counts requests sent, per operation (the cost that matters against a low quota), and
+/// their outcomes: `ok`, `not_found`, `throttled`, `transient`, `denied`, `rejected`.
 #[derive(Debug, Default)]
 pub struct CallCounter {
     counts: Mutex<BTreeMap<&'static str, u64>>,
+    outcomes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl CallCounter {
     fn add(&self, operation: &'static str) {
         let mut counts = self.counts.lock().expect("call counter poisoned");
         *counts.entry(operation).or_insert(0) += 1;
+    }
+
+    fn answered(&self, operation: &'static str, outcome: &'static str) {
+        let mut outcomes = self.outcomes.lock().expect("call counter poisoned");
+        *outcomes.entry((operation, outcome)).or_insert(0) += 1;
+    }
+
+    /// Requests by (operation, outcome).
+    pub fn outcomes(&self) -> BTreeMap<(String, String), u64> {
+        self.outcomes
+            .lock()
+            .expect("call counter poisoned")
+            .iter()
+            .map(|((op, outcome), n)| ((op.to_string(), outcome.to_string()), *n))
+            .collect()
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
@@ -223,9 +240,23 @@ impl CallGate {
                 attempt().await
             };
             let err = match result {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    self.counter.answered(operation, "ok");
+                    return Ok(value);
+                }
                 Err(err) => err,
             };
+            let retry = AwsRetryLogic.classify(&err);
+            self.counter.answered(
+                operation,
+                match &retry {
+                    Retry::Final(AwsFinal::NotFound) => "not_found",
+                    Retry::Final(AwsFinal::Denied) => "denied",
+                    Retry::Final(AwsFinal::Rejected) => "rejected",
+                    Retry::Throttled { .. } => "throttled",
+                    Retry::Transient => "transient",
+                },
+            );
             // One line, each cause once: the SDK's own rendering nests debug output.
             let message = || error_chain(&err);
             let failed = |kind: FailureKind, message: String| CallError::Failed {
@@ -234,7 +265,7 @@ impl CallGate {
                 attempts,
                 message,
             };
-            let delay = match AwsRetryLogic.classify(&err) {
+            let delay = match retry {
                 Retry::Final(AwsFinal::NotFound) => {
                     return Err(CallError::NotFound {
                         operation,

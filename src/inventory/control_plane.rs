@@ -123,6 +123,11 @@ impl ControlPlane {
         self.gate.counter().snapshot()
     }
 
+    /// Requests sent by (operation, outcome).
+    pub fn call_outcomes(&self) -> BTreeMap<(String, String), u64> {
+        self.gate.counter().outcomes()
+    }
+
     fn raw_certificate(c: &aws_sdk_apigateway::types::ClientCertificate) -> Option<RawCertificate> {
         raw_certificate(
             c.client_certificate_id(),

@@ -67,6 +67,9 @@ pub struct TargetReport {
     pub status: TargetStatus,
     /// Requests sent per operation, retries included.
     pub calls: BTreeMap<String, u64>,
+    /// The same requests by (operation, outcome), for metrics.
+    #[serde(skip)]
+    pub call_outcomes: BTreeMap<(String, String), u64>,
     pub counts: TargetCounts,
     /// The local clock minus the service's (`Date` of its answers), seconds, at its largest.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,6 +190,7 @@ fn unreachable(account: &str, name: Option<String>, region: &str, reason: String
             error: reason,
         },
         calls: BTreeMap::new(),
+        call_outcomes: BTreeMap::new(),
         counts: TargetCounts::default(),
         clock_skew_seconds: None,
     }
@@ -316,6 +320,7 @@ async fn scan_target(
         region: region.clone(),
         status,
         calls: plane.calls(),
+        call_outcomes: plane.call_outcomes(),
         counts,
         clock_skew_seconds: plane.clock_skew_seconds(),
     };

@@ -64,7 +64,7 @@
 //! | 2 | `intent_keys`: idempotency key -> outbox id | rebuilt from the pending outbox entries |
 //! | 3 | `locations`: the location index | built from the records (their state and observation time only) |
 //! | 4 | `targets`: each account and region's read health; `delivered`: intents every backend has; `notes`: what backends must remember (an episode's issue key, a create under way) | none: they start empty |
-//! | 5 | the record's revision in each location entry (21 bytes instead of 13) | none: a 13-byte entry reads as revision 1 and is rewritten at its next commit |
+//! | 5 | the record's revision in each location entry (21 bytes instead of 13); `presenters`: `account\0region\0kind\0api\0stage\0id` for every stage a committed record names, so a change event finds the certificates a stage presented without reading every record | `presenters` built from the records; a 13-byte location entry reads as revision 1 and is rewritten at its next commit |
 
 mod sled_store;
 
@@ -78,7 +78,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::CertificateKey;
+use crate::ids::{CertificateKey, StageKind};
 use crate::lifecycle::{CertificateRecord, Decision, Intent, TargetDecision, TargetHealth};
 
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore, check_path};
@@ -234,6 +234,20 @@ pub trait Store {
         region: &str,
     ) -> Result<Vec<(CertificateKey, bool)>, StoreError>;
 
+    /// The certificates whose committed records named `stage_name` of this API (with `None`,
+    /// any stage of it) among the stages presenting them: what a change to a stage or an API
+    /// may have touched. Entries are added by each commit and dropped only by
+    /// [`Store::forget`], so this may name certificates that have since stopped being
+    /// presented there (load their records to know); it never misses one whose committed
+    /// record names the stage.
+    fn presenters(
+        &self,
+        account: &str,
+        region: &str,
+        kind: StageKind,
+        api_id: &str,
+        stage_name: Option<&str>,
+    ) -> Result<std::collections::BTreeSet<CertificateKey>, StoreError>;
     /// Every account and region with stored certificates, in key order, with how many are not
     /// deleted and when the latest of them was observed. Reads the location index only.
     fn regions(&self) -> Result<Vec<StoredRegion>, StoreError>;

@@ -13,6 +13,7 @@
 //! - `intent_keys`: idempotency key -> outbox id; kept after delivery so a key is enqueued at
 //!   most once in the life of the database.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +23,7 @@ use sled::transaction::{
 };
 
 use super::{Delivery, OutboxEntry, OutboxId, SCHEMA_VERSION, Store, StoreError, StoredRegion};
-use crate::ids::CertificateKey;
+use crate::ids::{CertificateKey, StageKey, StageKind};
 use crate::lifecycle::{
     CertState, CertificateRecord, Decision, Intent, TargetDecision, TargetHealth,
 };
@@ -39,6 +40,7 @@ const LOCATIONS: &str = "locations";
 const TARGETS: &str = "targets";
 const DELIVERED: &str = "delivered";
 const NOTES: &str = "notes";
+const PRESENTERS: &str = "presenters";
 
 pub struct SledStore {
     path: PathBuf,
@@ -50,6 +52,7 @@ pub struct SledStore {
     targets: sled::Tree,
     delivered: sled::Tree,
     notes: sled::Tree,
+    presenters: sled::Tree,
 }
 
 /// `account\0region\0`: the prefix of every key of one account and region.
@@ -59,6 +62,40 @@ fn region_prefix(account: &str, region: &str) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(region.as_bytes());
     k.push(0);
+    k
+}
+
+/// `account\0region\0kind\0api\0`, then `stage\0` for one stage: the prefix of the
+/// `presenters` entries of one API or one stage.
+fn stage_prefix(
+    account: &str,
+    region: &str,
+    kind: StageKind,
+    api_id: &str,
+    stage_name: Option<&str>,
+) -> Vec<u8> {
+    let mut k = region_prefix(account, region);
+    k.extend_from_slice(kind.to_string().as_bytes());
+    k.push(0);
+    k.extend_from_slice(api_id.as_bytes());
+    k.push(0);
+    if let Some(stage) = stage_name {
+        k.extend_from_slice(stage.as_bytes());
+        k.push(0);
+    }
+    k
+}
+
+/// The `presenters` key saying that `stage` presented certificate `id`.
+fn presenter_key(stage: &StageKey, id: &str) -> Vec<u8> {
+    let mut k = stage_prefix(
+        &stage.account,
+        &stage.region,
+        stage.kind,
+        &stage.api_id,
+        Some(&stage.stage_name),
+    );
+    k.extend_from_slice(id.as_bytes());
     k
 }
 
@@ -293,6 +330,7 @@ impl SledStore {
             targets: db.open_tree(TARGETS)?,
             delivered: db.open_tree(DELIVERED)?,
             notes: db.open_tree(NOTES)?,
+            presenters: db.open_tree(PRESENTERS)?,
             path,
             db,
         };
@@ -323,7 +361,7 @@ impl SledStore {
                 // The targets tree starts empty: the next scan fills it.
                 3 => {}
                 // Locations of version 4 read as revision 1; each grows at its next commit.
-                4 => {}
+                4 => self.migrate_4_to_5()?,
                 v => {
                     return Err(StoreError::NotOurs {
                         path: self.path.clone(),
@@ -383,6 +421,30 @@ impl SledStore {
             }
         }
         self.locations.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Version 4 had no `presenters`: build it from the records' stages. Harmless to run again.
+    fn migrate_4_to_5(&self) -> Result<(), StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Users {
+            key: CertificateKey,
+            users: Vec<crate::lifecycle::StageUser>,
+        }
+        let mut batch = sled::Batch::default();
+        for item in self.records.iter() {
+            let (k, v) = item?;
+            let record: Users =
+                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                    what: "record",
+                    key: key_text(&k),
+                    source,
+                })?;
+            for user in &record.users {
+                batch.insert(presenter_key(&user.stage, &record.key.id), &[]);
+            }
+        }
+        self.presenters.apply_batch(batch)?;
         Ok(())
     }
 
@@ -469,10 +531,10 @@ impl SledStore {
         if group.iter().all(|p| p.decision.intents.is_empty()) {
             // Most observations of a scan change no one's tickets: a two-tree transaction is
             // enough and costs less than the four-tree one.
-            return (&self.records, &self.locations)
-                .transaction(|(records, locations)| {
+            return (&self.records, &self.locations, &self.presenters)
+                .transaction(|(records, locations, presenters)| {
                     for p in group {
-                        p.write(records, locations)?;
+                        p.write(records, locations, presenters)?;
                     }
                     Ok(Vec::new())
                 })
@@ -481,13 +543,14 @@ impl SledStore {
         (
             &self.records,
             &self.locations,
+            &self.presenters,
             &self.outbox,
             &self.intent_keys,
         )
-            .transaction(|(records, locations, outbox, keys)| {
+            .transaction(|(records, locations, presenters, outbox, keys)| {
                 let mut ids = Vec::new();
                 for p in group {
-                    p.write(records, locations)?;
+                    p.write(records, locations, presenters)?;
                     ids.extend(enqueue(
                         outbox,
                         keys,
@@ -538,12 +601,13 @@ impl<'a> Prepared<'a> {
     }
 
     /// Checks that the stored record is still the one the decision was made from (its
-    /// revision one less than the decision's: a compare-and-swap), then writes the record and
-    /// its location.
+    /// revision one less than the decision's: a compare-and-swap), then writes the record, its
+    /// location, and an entry in `presenters` for each stage presenting it.
     fn write(
         &self,
         records: &TransactionalTree,
         locations: &TransactionalTree,
+        presenters: &TransactionalTree,
     ) -> Result<(), ConflictableTransactionError<StoreError>> {
         let decided_from = self.decision.record.revision.saturating_sub(1);
         let stored = SledStore::stored_revision(records, locations, &self.key)?;
@@ -556,6 +620,10 @@ impl<'a> Prepared<'a> {
         }
         records.insert(self.key.as_slice(), self.value.as_slice())?;
         locations.insert(self.key.as_slice(), &self.location)?;
+        let id = &self.decision.record.key.id;
+        for user in &self.decision.record.users {
+            presenters.insert(presenter_key(&user.stage, id), &[])?;
+        }
         Ok(())
     }
 }
@@ -693,6 +761,40 @@ impl Store for SledStore {
         }))
     }
 
+    fn presenters(
+        &self,
+        account: &str,
+        region: &str,
+        kind: StageKind,
+        api_id: &str,
+        stage_name: Option<&str>,
+    ) -> Result<BTreeSet<CertificateKey>, StoreError> {
+        let prefix = stage_prefix(account, region, kind, api_id, stage_name);
+        let mut out = BTreeSet::new();
+        for key in self.presenters.scan_prefix(&prefix).keys() {
+            let key = key?;
+            // The id follows the stage name's NUL (ids and names hold none).
+            let rest = &key[prefix.len()..];
+            let id = match stage_name {
+                Some(_) => rest,
+                None => rest
+                    .iter()
+                    .position(|b| *b == 0)
+                    .map(|i| &rest[i + 1..])
+                    .ok_or_else(|| StoreError::Index {
+                        key: key_text(&key),
+                        detail: "a presenters entry without a stage".into(),
+                    })?,
+            };
+            out.insert(CertificateKey {
+                account: account.to_string(),
+                region: region.to_string(),
+                id: String::from_utf8_lossy(id).into_owned(),
+            });
+        }
+        Ok(out)
+    }
+
     fn keys_in(
         &self,
         account: &str,
@@ -826,14 +928,14 @@ impl Store for SledStore {
                 // Nothing in this transaction aborts.
                 sled::transaction::TransactionError::Abort(never) => match never {},
             })?;
-        // Its read health goes too: a region scanned again starts as never read.
-        let health: Vec<sled::IVec> = self
-            .targets
-            .scan_prefix(&prefix)
-            .keys()
-            .collect::<Result<_, _>>()?;
-        for k in health {
-            self.targets.remove(k)?;
+        // Its read health goes too: a region scanned again starts as never read. So do its
+        // stages' entries: certificates seen again write them again.
+        for tree in [&self.targets, &self.presenters] {
+            let doomed: Vec<sled::IVec> =
+                tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
+            for k in doomed {
+                tree.remove(k)?;
+            }
         }
         self.flush()?;
         Ok(keys.len())

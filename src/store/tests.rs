@@ -214,7 +214,14 @@ fn a_later_observation_decided_from_a_record_that_moved_on_is_refused_not_writte
     s.commit(&scan).unwrap();
     let err = s.commit(&reread).unwrap_err();
     assert!(
-        matches!(err, StoreError::Conflict { stored: 2, decided_from: 1, .. }),
+        matches!(
+            err,
+            StoreError::Conflict {
+                stored: 2,
+                decided_from: 1,
+                ..
+            }
+        ),
         "{err}"
     );
     let current = s.load(&cert(1)).unwrap();
@@ -222,6 +229,35 @@ fn a_later_observation_decided_from_a_record_that_moved_on_is_refused_not_writte
     let again = decide(current.as_ref(), &generation_obs(1, 2), &policy, at(0.0));
     s.commit(&again).unwrap();
     assert_eq!(s.load(&cert(1)).unwrap().unwrap().revision, 3);
+}
+
+#[test]
+fn the_certificates_a_stage_or_an_api_presented_are_found_without_reading_every_record() {
+    let dir = temp();
+    let s = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+    let policy = Policy::default();
+    observe_batch(
+        &s,
+        &(0..50).map(|i| generation_obs(i, 0)).collect::<Vec<_>>(),
+        &policy,
+        at(0.0),
+    )
+    .unwrap();
+    let st = stage(7);
+    let of_stage = |name: Option<&str>| {
+        s.presenters(&st.account, &st.region, st.kind, &st.api_id, name)
+            .unwrap()
+    };
+    assert_eq!(of_stage(Some(&st.stage_name)), [cert(7)].into());
+    assert_eq!(of_stage(None), [cert(7)].into());
+    assert!(of_stage(Some("other")).is_empty());
+    // Switched away, the entry stays (the record says it is no longer presented there)...
+    observe(&s, &generation_obs(7, 1), &policy, at(0.0)).unwrap();
+    assert_eq!(of_stage(Some(&st.stage_name)), [cert(7)].into());
+    assert!(!s.load(&cert(7)).unwrap().unwrap().in_use());
+    // ... until the account and region is forgotten.
+    s.forget(&st.account, Some(&st.region)).unwrap();
+    assert!(of_stage(None).is_empty());
 }
 
 #[test]
@@ -319,6 +355,19 @@ fn a_version_1_database_is_migrated() {
         s.intent_keys
             .contains_key(decision.intents[0].key.as_bytes())
             .unwrap()
+    );
+    // The stages it names are indexed.
+    let st = stage(5);
+    assert_eq!(
+        s.presenters(
+            &st.account,
+            &st.region,
+            st.kind,
+            &st.api_id,
+            Some(&st.stage_name)
+        )
+        .unwrap(),
+        [cert(5)].into()
     );
     // The rebuilt index stops the same intent being enqueued again (decided again from the
     // migrated record, which reads as revision 1).

@@ -4,8 +4,9 @@
 Serves the subset of REST-JSON operations certsentinel needs (client certificates, REST APIs,
 stages, tags, v2 APIs and stages) exactly as the botocore service models describe them, so that
 the real AWS SDK for Rust and the real AWS CLI can talk to it.  State is partitioned per
-(account, region) like AWS.  An admin API under /_fake/ (no auth) seeds state, counts calls and
-injects faults.  See README.md next to this file.
+(account, region) like AWS.  An admin API under /_fake/ (no auth) seeds state, counts calls,
+injects faults and can publish the CloudTrail events of changes to an SQS queue on moto.  See
+README.md next to this file.
 
 Only the Python 3.11 standard library and `cryptography` are used.
 """
@@ -1388,6 +1389,7 @@ def route(method, raw_path):
 EVENT_VERSION = "1.09"
 EVENT_SOURCE_IP = "198.51.100.7"  # documentation range, as in the fixtures
 SQS_API_VERSION = "2012-11-05"
+SQS_TIMEOUT = 5  # seconds per SendMessage; the client waits for it
 SQS_HOST_REGION_RE = re.compile(r"(?:^|\.)sqs\.([a-z0-9-]+)\.|^([a-z0-9-]+)\.queue\.")
 CT_DATE_FIELDS = ("createdDate", "lastUpdatedDate", "expirationDate")
 
@@ -1615,7 +1617,7 @@ def sqs_send(cfg: dict, body: str) -> str:
                                    "MessageBody": body, "Version": SQS_API_VERSION})
     req = urllib.request.Request(url, method="POST", headers=headers, data=data.encode("utf-8"))
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=SQS_TIMEOUT) as resp:
             text = resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         raise OSError(f"SQS said {e.code}: {e.read().decode('utf-8', 'replace')[:200]}") from None

@@ -200,6 +200,7 @@ aws apigateway delete-rest-api --rest-api-id "$API"
 # ============================================================================================
 aws apigateway generate-client-certificate --description "ws backend" >"$TMP/gen2.json"
 CERT2="$(jget "$TMP/gen2.json" "d['clientCertificateId']")"
+# shellcheck disable=SC2016  # a literal route selection expression, not a shell expansion
 aws apigatewayv2 create-api --name chat-ws --protocol-type WEBSOCKET \
   --route-selection-expression '$request.body.action' >"$TMP/ws.json"
 WS="$(jget "$TMP/ws.json" "d['ApiId']")"

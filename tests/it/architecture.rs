@@ -14,7 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("telemetry", &["config"]),
     ("retry", &["config"]),
     ("inventory", &["config", "ids", "retry"]),
-    ("events", &[]),
+    ("events", &["config", "retry"]),
     ("lifecycle", &["config", "ids"]),
     ("observe", &["ids", "inventory", "lifecycle"]),
     ("store", &["ids", "lifecycle"]),
@@ -37,6 +37,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "daemon",
         &[
             "config",
+            "events",
             "ids",
             "inventory",
             "lifecycle",

@@ -1,0 +1,435 @@
+//! The change-event step: a batch of SQS messages in, durable decisions out, and the messages
+//! that may now be deleted. [`Changes::handle`] is public so tests drive exactly what each
+//! receiver of the daemon runs.
+//!
+//! An event is a hint. Per account and region, the events of one batch are merged (a burst on
+//! one resource is one read), widened with what the store knows (the certificates the named
+//! stages and APIs presented, and every stage those certificates' records name, so that no
+//! stage of theirs is left unread and taken for gone), read again through the API, observed,
+//! decided and committed through the same engine, store and compare-and-swap as a scan.
+//!
+//! At-least-once: a message is reported done only when the decisions it caused are durable (or
+//! it asked for nothing); a message whose read failed is kept, to reappear after its
+//! visibility timeout; a message that is no event is kept for the queue's redrive policy.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+
+use super::DaemonError;
+use super::reconcile::{Batch, Reconciled};
+use crate::config::Settings;
+use crate::events::{Action, Message, Target, decode};
+use crate::ids::{CertificateKey, StageKey, StageKind};
+use crate::inventory::aws::{self, AccountSession};
+use crate::inventory::call::CallGate;
+use crate::inventory::control_plane::ControlPlane;
+use crate::inventory::owner::OwnershipRules;
+use crate::inventory::reread::{Reread, Wanted, reread};
+use crate::lifecycle::{CertificateRecord, Intent, ObservationSource};
+use crate::observe::{InDoubt, RegionIndex, missing, present};
+use crate::store::{SledStore, Store, StoreError};
+
+/// How long an account found not scanned is taken as such before asking again (an account
+/// may join the organization or the configuration may be reloaded).
+const NOT_SCANNED_TTL: Duration = Duration::from_secs(3600);
+
+/// What became of one event, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOutcome {
+    pub message_id: String,
+    /// CloudTrail's event name; empty for a message that is no event.
+    pub event_name: String,
+    /// `reread`, `ignored`, `not_scanned`, `rejected` or `read_failed`.
+    pub outcome: &'static str,
+    /// Why it was ignored or rejected; empty otherwise.
+    pub reason: String,
+}
+
+/// What one batch of messages came to.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// Messages whose decisions are durable, or that asked for nothing: to delete.
+    pub done: Vec<Message>,
+    /// Messages left to reappear (a failed read) or for the dead-letter queue (no event).
+    pub kept: Vec<Message>,
+    /// The intents decided, committed to the outbox.
+    pub intents: Vec<Intent>,
+    pub events: Vec<EventOutcome>,
+    /// Certificates observed.
+    pub observations: usize,
+}
+
+/// The change-event step, with what it keeps between batches: each account's session and each
+/// account and region's reader (its rate limit and call counter).
+pub struct Changes {
+    settings: Arc<Settings>,
+    base: SdkConfig,
+    store: Arc<SledStore>,
+    rules: OwnershipRules,
+    accounts: Mutex<HashMap<String, (Option<AccountSession>, Instant)>>,
+    planes: Mutex<HashMap<(String, String), Arc<ControlPlane>>>,
+}
+
+/// One account and region's share of a batch.
+#[derive(Default)]
+struct Group {
+    messages: Vec<usize>,
+    wanted: Wanted,
+}
+
+impl Changes {
+    pub fn new(settings: Arc<Settings>, base: SdkConfig, store: Arc<SledStore>) -> Changes {
+        Changes {
+            rules: OwnershipRules::new(&settings.ownership),
+            settings,
+            base,
+            store,
+            accounts: Mutex::new(HashMap::new()),
+            planes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Decodes, reads again, decides and commits what `messages` ask. Fails only when the
+    /// store does (the daemon stops); a failed read keeps its messages and is not an error.
+    pub async fn handle(&self, messages: Vec<Message>) -> Result<Handled, DaemonError> {
+        let mut out = Handled::default();
+        let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+        let mut done = vec![false; messages.len()];
+        let mut outcomes: Vec<Option<EventOutcome>> = vec![None; messages.len()];
+        for (i, message) in messages.iter().enumerate() {
+            let outcome = |event_name: &str, outcome, reason: &str| EventOutcome {
+                message_id: message.id.clone(),
+                event_name: event_name.to_string(),
+                outcome,
+                reason: reason.to_string(),
+            };
+            let decoded = match decode(&message.body) {
+                Ok(decoded) => decoded,
+                Err(rejected) => {
+                    tracing::warn!(
+                        message_id = %message.id,
+                        receive_count = message.receive_count,
+                        reason = rejected.as_str(),
+                        error = %rejected,
+                        "a message that is no change event is left for the queue's dead-letter queue"
+                    );
+                    outcomes[i] = Some(outcome("", "rejected", rejected.as_str()));
+                    continue;
+                }
+            };
+            let name = decoded.event_name.as_str();
+            let targets = match decoded.action {
+                Action::Ignore(why) => {
+                    tracing::debug!(message_id = %message.id, event = name, reason = why.as_str(), "event ignored");
+                    done[i] = true;
+                    outcomes[i] = Some(outcome(name, "ignored", why.as_str()));
+                    continue;
+                }
+                Action::Reread(targets) => targets,
+            };
+            if !aws::scans_region(&self.settings.aws, &decoded.region)
+                || !self.scans_account(&decoded.account).await
+            {
+                tracing::info!(message_id = %message.id, event = name, account = %decoded.account, region = %decoded.region, "event for an account or region certsentinel does not scan: acknowledged, not read");
+                done[i] = true;
+                outcomes[i] = Some(outcome(name, "not_scanned", ""));
+                continue;
+            }
+            let group = groups
+                .entry((decoded.account.clone(), decoded.region.clone()))
+                .or_default();
+            group.messages.push(i);
+            group
+                .wanted
+                .merge(wanted(&decoded.account, &decoded.region, targets));
+            outcomes[i] = Some(outcome(name, "reread", ""));
+        }
+
+        for ((account, region), group) in groups {
+            match self.decide(&account, &region, group.wanted).await {
+                Ok(decided) => {
+                    out.observations += decided.observations;
+                    out.intents.extend(decided.intents);
+                    for i in group.messages {
+                        done[i] = true;
+                    }
+                }
+                Err(Failure::Read(why)) => {
+                    tracing::warn!(%account, %region, error = %why, messages = group.messages.len(), "could not read what the events name: their messages reappear after the visibility timeout");
+                    for i in group.messages {
+                        if let Some(o) = outcomes[i].as_mut() {
+                            o.outcome = "read_failed";
+                            o.reason = why.clone();
+                        }
+                    }
+                }
+                Err(Failure::Store(e)) => return Err(e.into()),
+            }
+        }
+        for (message, is_done) in messages.into_iter().zip(done) {
+            if is_done {
+                out.done.push(message);
+            } else {
+                out.kept.push(message);
+            }
+        }
+        out.events = outcomes.into_iter().flatten().collect();
+        Ok(out)
+    }
+
+    /// Whether certsentinel scans `account` (cached; an account not scanned is asked again
+    /// after an hour). An account that cannot be opened counts as scanned: its read fails and
+    /// its messages reappear.
+    async fn scans_account(&self, account: &str) -> bool {
+        let mut accounts = self.accounts.lock().await;
+        if let Some((session, at)) = accounts.get(account)
+            && (session.is_some() || at.elapsed() < NOT_SCANNED_TTL)
+        {
+            return session.is_some();
+        }
+        match aws::scanned_account(&self.settings.aws, &self.base, account).await {
+            Ok(session) => {
+                let scanned = session.is_some();
+                accounts.insert(account.to_string(), (session, Instant::now()));
+                scanned
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// The reader of one account and region, opened on first use.
+    async fn plane(&self, account: &str, region: &str) -> Result<Arc<ControlPlane>, String> {
+        let key = (account.to_string(), region.to_string());
+        if let Some(plane) = self.planes.lock().await.get(&key) {
+            return Ok(plane.clone());
+        }
+        let session = {
+            let accounts = self.accounts.lock().await;
+            accounts.get(account).and_then(|(s, _)| s.clone())
+        };
+        let session = match session {
+            Some(session) => session,
+            None => aws::scanned_account(&self.settings.aws, &self.base, account)
+                .await
+                .map_err(|f| f.reason)?
+                .ok_or_else(|| format!("account {account} is not scanned"))?,
+        };
+        let sdk = aws::in_region(&session.sdk, region);
+        let gate = CallGate::new(&self.settings.aws.rate_limit, &self.settings.aws.retry);
+        let plane = Arc::new(ControlPlane::new(&session.id, region, &sdk, gate));
+        self.planes.lock().await.insert(key, plane.clone());
+        Ok(plane)
+    }
+
+    /// Reads again what one account and region's events name, and decides it durably.
+    async fn decide(
+        &self,
+        account: &str,
+        region: &str,
+        wanted: Wanted,
+    ) -> Result<Reconciled, Failure> {
+        let plane = self.plane(account, region).await.map_err(Failure::Read)?;
+        let started = Utc::now();
+        let store = self.store.clone();
+        let (account_, region_) = (account.to_string(), region.to_string());
+        let (wanted, records) =
+            blocking(move || widen(store.as_ref(), &account_, &region_, wanted)).await??;
+        let read = reread(&plane, &self.rules, &wanted)
+            .await
+            .map_err(|e| Failure::Read(e.to_string()))?;
+        if let Some(skew) = plane.clock_skew_seconds()
+            && skew.unsigned_abs() > self.settings.aws.max_clock_skew_secs
+        {
+            return Err(Failure::Read(format!(
+                "this host's clock is {skew} s off AWS's (more than aws.max_clock_skew_secs): nothing was decided"
+            )));
+        }
+        let store = self.store.clone();
+        let policy = self.settings.policy.clone();
+        blocking(move || record(store.as_ref(), &read, &records, &policy, started))
+            .await?
+            .map_err(Failure::Store)
+    }
+}
+
+/// Why an account and region's events were not decided.
+enum Failure {
+    /// A read failed: the messages reappear.
+    Read(String),
+    /// The store failed: the daemon stops.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<DaemonError> for Failure {
+    fn from(e: DaemonError) -> Self {
+        match e {
+            DaemonError::Store(e) => Failure::Store(e),
+            other => Failure::Store(StoreError::Interrupted(other.to_string())),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| DaemonError::Store(StoreError::Interrupted(e.to_string())))
+}
+
+/// What an event's targets ask to read in its account and region.
+fn wanted(account: &str, region: &str, targets: Vec<Target>) -> Wanted {
+    let stage = |kind, api_id: String, stage_name: String| StageKey {
+        account: account.to_string(),
+        region: region.to_string(),
+        kind,
+        api_id,
+        stage_name,
+    };
+    let mut wanted = Wanted::default();
+    for target in targets {
+        match target {
+            Target::ClientCertificate { id } => {
+                wanted.certificates.insert(id);
+            }
+            Target::AcmCertificate { arn } => {
+                wanted.certificates.insert(arn);
+            }
+            Target::Stage {
+                rest_api_id,
+                stage_name,
+            } => {
+                wanted
+                    .stages
+                    .insert(stage(StageKind::Rest, rest_api_id, stage_name));
+            }
+            Target::WebsocketStage { api_id, stage_name } => {
+                wanted
+                    .stages
+                    .insert(stage(StageKind::WebSocket, api_id, stage_name));
+            }
+            Target::RestApi { rest_api_id } => {
+                wanted.apis.insert((StageKind::Rest, rest_api_id));
+            }
+            Target::WebsocketApi { api_id } => {
+                wanted.apis.insert((StageKind::WebSocket, api_id));
+            }
+        }
+    }
+    wanted
+}
+
+/// Widens what events name with what the store knows: the certificates the named stages and
+/// APIs presented, and every stage their records name (a certificate observed with only some
+/// of its stages read would take the others for gone). Returns their records, as loaded.
+fn widen(
+    store: &dyn Store,
+    account: &str,
+    region: &str,
+    mut wanted: Wanted,
+) -> Result<(Wanted, HashMap<CertificateKey, CertificateRecord>), StoreError> {
+    let mut certificates: BTreeSet<CertificateKey> = BTreeSet::new();
+    for stage in &wanted.stages {
+        certificates.extend(store.presenters(
+            account,
+            region,
+            stage.kind,
+            &stage.api_id,
+            Some(&stage.stage_name),
+        )?);
+    }
+    for (kind, api_id) in &wanted.apis {
+        certificates.extend(store.presenters(account, region, *kind, api_id, None)?);
+    }
+    certificates.extend(wanted.certificates.iter().map(|id| CertificateKey {
+        account: account.to_string(),
+        region: region.to_string(),
+        id: id.clone(),
+    }));
+    let mut records = HashMap::new();
+    for key in certificates {
+        let Some(record) = store.load(&key)? else {
+            wanted.certificates.insert(key.id);
+            continue;
+        };
+        if !record.in_use() && !wanted.certificates.contains(&key.id) {
+            // An entry left by a stage that moved on: nothing of it to read.
+            continue;
+        }
+        wanted
+            .stages
+            .extend(record.users.iter().map(|u| u.stage.clone()));
+        wanted.certificates.insert(key.id.clone());
+        records.insert(key, record);
+    }
+    Ok((wanted, records))
+}
+
+/// Observes what a re-read found and decides it, committing durably (compare-and-swap on
+/// each record, decided again on conflict).
+fn record(
+    store: &dyn Store,
+    read: &Reread,
+    records: &HashMap<CertificateKey, CertificateRecord>,
+    policy: &crate::lifecycle::Policy,
+    observed_at: DateTime<Utc>,
+) -> Result<Reconciled, StoreError> {
+    let index = RegionIndex::new(&read.inventory, &read.gone_stages);
+    let mut out = Reconciled {
+        committed: true,
+        ..Reconciled::default()
+    };
+    let mut batch = Batch::new(store, policy, Utc::now(), false);
+    for certificate in &read.inventory.certificates {
+        let loaded;
+        let previous = match records.get(&certificate.key) {
+            Some(r) => Some(r),
+            None => {
+                loaded = store.load(&certificate.key)?;
+                loaded.as_ref()
+            }
+        };
+        match present(certificate, &index, previous, observed_at) {
+            Ok(Some(mut obs)) => {
+                obs.source = ObservationSource::TargetedRead;
+                out.observations += 1;
+                batch.push(obs, previous, &mut out)?;
+            }
+            Ok(None) => out.unjudged.push(certificate.key.clone()),
+            Err(InDoubt(stages)) => {
+                // A stage its record does not name yet (a change not yet told): the next
+                // event or scan decides it.
+                tracing::debug!(certificate = %certificate.key, stages = stages.len(), "not decided from this read: stages of it were not read");
+                out.in_doubt.push((certificate.key.clone(), stages));
+            }
+        }
+    }
+    for id in &read.gone_certificates {
+        let key = CertificateKey {
+            account: read.inventory.account.clone(),
+            region: read.inventory.region.clone(),
+            id: id.clone(),
+        };
+        let Some(previous) = records.get(&key) else {
+            continue;
+        };
+        if let Ok(Some(mut obs)) = missing(previous, &index, observed_at) {
+            obs.source = ObservationSource::TargetedRead;
+            out.observations += 1;
+            batch.push(obs, Some(previous), &mut out)?;
+        }
+    }
+    batch.flush(&mut out)?;
+    Ok(out)
+}
