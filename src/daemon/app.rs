@@ -327,7 +327,11 @@ async fn scan_worker(worker: ScanWorker, stop: CancellationToken) -> Result<(), 
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            tick = ticks.recv() => if tick.is_none() { return Ok(()) },
+            tick = ticks.recv() => if tick.is_none() {
+                // No schedule, and the scan at start is done: events carry on alone.
+                stop.cancelled().await;
+                return Ok(());
+            },
         }
         let started = Instant::now();
         // Reading is cancellable: nothing has been committed yet.

@@ -485,8 +485,25 @@ class Fake:
             if VERBOSE:
                 log(f"hook fired on {op}: deleted {d}")
 
+    def take_slow_locked(self, op, account, region):
+        """Seconds to wait before answering, if a `slow` fault matches (and is used up)."""
+        for f in self.faults:
+            if f["kind"] != "slow" or not self._op_matches(f["operation"], op):
+                continue
+            if f.get("account") and f["account"] != account:
+                continue
+            if f.get("region") and f["region"] != region:
+                continue
+            f["remaining"] -= 1
+            if f["remaining"] <= 0:
+                self.faults.remove(f)
+            return float(f.get("seconds", 1))
+        return 0
+
     def take_fault_locked(self, op, account, region):
         for f in self.faults:
+            if f["kind"] == "slow":
+                continue
             if not self._op_matches(f["operation"], op):
                 continue
             if f.get("account") and f["account"] != account:
@@ -1754,7 +1771,13 @@ class Handler(BaseHandler):
         request_id = str(uuid.uuid4())
         event = None
         with fake.lock:
+            # Counted when it arrives, even if its answer is slow.
             fake.record_call_locked(op, key, account, region, raw_path)
+            slow = fake.take_slow_locked(op, account, region)
+        if slow:
+            # A slow answer: the call waits, then is served as usual (other calls go on).
+            time.sleep(slow)
+        with fake.lock:
             if r is None:
                 raise ApiError(501, "NotImplemented",
                                f"certsentinel fake: no such operation: {method} {raw_path}")
@@ -1893,7 +1916,8 @@ class Handler(BaseHandler):
         raise AdminError(f"unknown operation {op!r}; one of {ALL_OPERATIONS} or *, v1:*, v2:*")
 
     def parse_fault(self, b):
-        kinds = ("throttle", "error", "unavailable", "access_denied", "unauthorized") + PAGE_FAULTS
+        kinds = ("throttle", "error", "unavailable", "access_denied", "unauthorized",
+                 "slow") + PAGE_FAULTS
         if b.get("kind") not in kinds:
             raise AdminError(f"kind must be one of {kinds}")
         count = int(b.get("count", 1))
@@ -1901,7 +1925,8 @@ class Handler(BaseHandler):
             raise AdminError("count must be >= 1")
         f = {"operation": self._check_op(b.get("operation") or "*"), "kind": b["kind"],
              "count": count, "remaining": count}
-        for k in ("retry_after_seconds", "status", "error_type", "message", "account", "region", "id"):
+        for k in ("retry_after_seconds", "status", "error_type", "message", "account", "region", "id",
+                  "seconds"):
             if b.get(k) is not None:
                 f[k] = b[k]
         if "status" in f:

@@ -23,15 +23,6 @@ fn one_certificate_in_the_window(fake: &FakeControlPlane) {
     }));
 }
 
-/// Polls `done` every 50 ms for up to `secs` seconds.
-fn eventually(secs: u64, what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {secs} s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn the_daemon_runs_in_process_until_its_shutdown_future_resolves() {
     let fake = FakeControlPlane::start();

@@ -238,6 +238,25 @@ impl FakeControlPlane {
     pub fn hook(&self, spec: Value) {
         self.admin("POST", "hooks", Some(spec));
     }
+
+    /// From now on, each change made through the fake is published to `queue_url` (moto's
+    /// SQS) as the CloudTrail record AWS writes, wrapped as EventBridge does; `duplicate`
+    /// sends each twice, as at-least-once delivery may.
+    pub fn publish_events(&self, queue_url: &str, duplicate: bool) {
+        self.admin(
+            "POST",
+            "events",
+            Some(json!({"queue_url": queue_url, "duplicate": duplicate})),
+        );
+    }
+
+    /// Every event published so far: `{event_id, event_name, body, sent}`, in order.
+    pub fn published(&self) -> Vec<Value> {
+        self.admin("GET", "events", None)["published"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// The webhook receiver (`tests/fakes/webhook_fake.py`): records each delivery, checks its
@@ -469,6 +488,232 @@ impl Moto {
             _child: Guard(child),
         }
     }
+}
+
+impl Moto {
+    /// Creates SQS queue `name` whose messages stay hidden `visibility_secs` once received;
+    /// with `dead_letter = (name, max)`, a message received `max` times moves to that queue
+    /// (created too). Returns the queue's URL.
+    pub fn queue(
+        &self,
+        name: &str,
+        visibility_secs: u32,
+        dead_letter: Option<(&str, u32)>,
+    ) -> String {
+        let mut attributes = json!({"VisibilityTimeout": visibility_secs.to_string()});
+        if let Some((dlq, max)) = dead_letter {
+            let dlq_url = aws(&self.url, &["sqs", "create-queue", "--queue-name", dlq])["QueueUrl"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let arn = aws(
+                &self.url,
+                &[
+                    "sqs",
+                    "get-queue-attributes",
+                    "--queue-url",
+                    &dlq_url,
+                    "--attribute-names",
+                    "QueueArn",
+                ],
+            )["Attributes"]["QueueArn"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            attributes["RedrivePolicy"] =
+                json!({"deadLetterTargetArn": arn, "maxReceiveCount": max.to_string()})
+                    .to_string()
+                    .into();
+        }
+        aws(
+            &self.url,
+            &[
+                "sqs",
+                "create-queue",
+                "--queue-name",
+                name,
+                "--attributes",
+                &attributes.to_string(),
+            ],
+        )["QueueUrl"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A queue's messages: (visible, received and not yet deleted).
+    pub fn queue_depth(&self, url: &str) -> (u64, u64) {
+        let attributes = aws(
+            &self.url,
+            &[
+                "sqs",
+                "get-queue-attributes",
+                "--queue-url",
+                url,
+                "--attribute-names",
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )["Attributes"]
+            .clone();
+        let n = |k: &str| attributes[k].as_str().unwrap_or("0").parse().unwrap();
+        (
+            n("ApproximateNumberOfMessages"),
+            n("ApproximateNumberOfMessagesNotVisible"),
+        )
+    }
+
+    /// Sends one message as anyone may (an old event again, or something that is no event).
+    pub fn send(&self, url: &str, body: &str) {
+        aws(
+            &self.url,
+            &[
+                "sqs",
+                "send-message",
+                "--queue-url",
+                url,
+                "--message-body",
+                body,
+            ],
+        );
+    }
+
+    /// Receives (and leaves) up to 10 messages' bodies: for reading a dead-letter queue.
+    pub fn peek(&self, url: &str) -> Vec<String> {
+        let got = aws(
+            &self.url,
+            &[
+                "sqs",
+                "receive-message",
+                "--queue-url",
+                url,
+                "--max-number-of-messages",
+                "10",
+                "--visibility-timeout",
+                "0",
+            ],
+        );
+        got["Messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| m["Body"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The daemon running in this process, on its own runtime, stopped on drop.
+pub struct RunningDaemon {
+    pub store: std::sync::Arc<certsentinel::store::SledStore>,
+    /// `http://` and the listener's address.
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<Result<(), certsentinel::daemon::DaemonError>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl RunningDaemon {
+    /// Builds the daemon from `config` (with `env` for its secrets), reaching the control
+    /// plane through `fake`, and runs it until [`RunningDaemon::stop`] or drop.
+    pub fn start(config: &ConfigFile, env: &[(&str, &str)], fake: &FakeControlPlane) -> Self {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let settings =
+            certsentinel::config::Settings::load_with_env(Some(&config.path), env).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let daemon = certsentinel::daemon::Daemon::build_with_aws(
+            settings,
+            runtime.block_on(sdk_config(&fake.url)),
+        )
+        .unwrap();
+        let store = daemon.store();
+        let base = format!(
+            "http://{}",
+            daemon.listen_addr().expect("daemon.listen set")
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = runtime.spawn(daemon.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        RunningDaemon {
+            store,
+            base,
+            stop: Some(stop),
+            running: Some(running),
+            runtime: Some(runtime),
+        }
+    }
+
+    /// GETs `path` from the listener: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut answer = ureq::get(&format!("{}{path}", self.base))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap();
+        (
+            answer.status().as_u16(),
+            answer.body_mut().read_to_string().unwrap(),
+        )
+    }
+
+    /// The sum of a metric's samples whose labels include every `labels` pair.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (_, text) = self.get("/metrics");
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("Prometheus text format");
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    /// Stops it through its shutdown future; what `run_until_stopped` returned.
+    pub fn stop(mut self) -> Result<(), certsentinel::daemon::DaemonError> {
+        self.stop_now()
+    }
+
+    fn stop_now(&mut self) -> Result<(), certsentinel::daemon::DaemonError> {
+        let (Some(stop), Some(running), Some(runtime)) =
+            (self.stop.take(), self.running.take(), self.runtime.take())
+        else {
+            return Ok(());
+        };
+        let _ = stop.send(());
+        runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), running).await })
+            .expect("the daemon stops within 30 s")
+            .expect("the daemon task did not panic")
+    }
+}
+
+impl Drop for RunningDaemon {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = self.stop_now();
+        }
+    }
+}
+
+/// Polls `done` every 50 ms for up to `secs` seconds; how long it took.
+pub fn eventually(secs: u64, what: &str, done: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {secs} s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
 }
 
 /// An SDK configuration for the library, every service at `endpoint`, with test credentials

@@ -7,6 +7,7 @@ mod awscli;
 mod cli;
 mod coverage;
 mod daemon;
+mod events;
 mod helpers;
 mod inventory;
 mod lifecycle;
