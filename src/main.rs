@@ -13,11 +13,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use certsentinel::config::{ConfigError, LogFormat, Settings};
+use certsentinel::daemon::state_api::{Found, Outbox, StateClient};
 use certsentinel::daemon::{Daemon, ScanStore, scan_once};
 use certsentinel::inventory::{aws, scan};
 use certsentinel::lifecycle::{Band, CertificateRecord};
 use certsentinel::notify::{Dispatcher, Drained};
-use certsentinel::store::{SledStore, Store};
+use certsentinel::store::{SledStore, Store, StoreError};
 use certsentinel::{output, telemetry};
 
 const EXIT_FAILURE: u8 = 1;
@@ -406,9 +407,7 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
     if let StateCommand::Forget { target } = &command {
         return forget(settings, target);
     }
-    // Reading never creates, migrates or writes the database.
-    let store =
-        SledStore::open_read_only(&settings.store.path, settings.store.cache_mb * 1024 * 1024)?;
+    let store = StateSource::open(settings)?;
     let now = chrono::Utc::now();
     match command {
         StateCommand::List {
@@ -416,7 +415,7 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
             owner,
             format,
         } => {
-            let records: Vec<CertificateRecord> = store.records().collect::<Result<_, _>>()?;
+            let records: Vec<CertificateRecord> = store.records()?;
             let regions = store.regions()?;
             let not_read = output::regions_not_read_lately(&regions);
             let band = band.map(|b| b.to_string());
@@ -444,29 +443,19 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
         }
         StateCommand::Show { certificate } => match store.find(&certificate)?.as_slice() {
             [] => anyhow::bail!("no certificate {certificate} in the state database"),
-            [record] => {
-                let pending = store.pending_for(&record.key)?;
-                let delivered = store.delivered_for(&record.key)?;
-                let doc = serde_json::json!({
-                    "record": record,
-                    "pending_intents": pending,
-                    "delivered_intents": delivered,
-                });
-                out(format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
-            }
+            [found] => out(format!("{}\n", serde_json::to_string_pretty(found)?))?,
             many => anyhow::bail!(
                 "{certificate} names {} certificates; give account/region/id: {}",
                 many.len(),
                 many.iter()
-                    .map(|r| r.key.to_string())
+                    .map(|f| f.record.key.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
         },
         StateCommand::Forget { .. } => unreachable!("handled above: it writes"),
         StateCommand::Outbox { format } => {
-            let pending = store.outbox_pending()?;
-            let delivered = store.delivered(20)?;
+            let Outbox { pending, delivered } = store.outbox(20)?;
             match format {
                 OutputFormat::Table => out(output::outbox_table(&pending, &delivered))?,
                 OutputFormat::Json => out(format!(
@@ -479,9 +468,103 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
         }
         StateCommand::Export => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            store.export_jsonl(&mut out)?;
+            store.export(&mut out)?;
             std::io::Write::flush(&mut out)?;
         }
     }
     Ok(Outcome::Done)
+}
+
+/// Where `state` reads: the database itself (read-only: never created, migrated or written),
+/// or, while a running daemon holds its lock, that daemon's listener, so the commands work
+/// the same whether it runs or not.
+enum StateSource {
+    Store(SledStore),
+    Daemon {
+        client: StateClient,
+        runtime: tokio::runtime::Runtime,
+    },
+}
+
+impl StateSource {
+    fn open(settings: &Settings) -> anyhow::Result<StateSource> {
+        match SledStore::open_read_only(&settings.store.path, settings.store.cache_mb * 1024 * 1024)
+        {
+            Ok(store) => Ok(StateSource::Store(store)),
+            Err(locked @ StoreError::Locked { .. }) => {
+                let Some(client) = StateClient::for_listen(&settings.daemon.listen) else {
+                    anyhow::bail!(
+                        "{locked}; daemon.listen is empty, so its state cannot be read while it runs"
+                    );
+                };
+                let runtime = runtime()?;
+                if let Err(e) = runtime.block_on(client.regions()) {
+                    anyhow::bail!("{locked}\n(and its listener did not answer: {e})");
+                }
+                eprintln!(
+                    "certsentinel: a running daemon holds the state database; reading its state through {}",
+                    client.base()
+                );
+                Ok(StateSource::Daemon { client, runtime })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn records(&self) -> anyhow::Result<Vec<CertificateRecord>> {
+        Ok(match self {
+            StateSource::Store(s) => s.records().collect::<Result<_, _>>()?,
+            StateSource::Daemon { client, runtime } => runtime.block_on(client.records())?,
+        })
+    }
+
+    fn regions(&self) -> anyhow::Result<Vec<certsentinel::store::StoredRegion>> {
+        Ok(match self {
+            StateSource::Store(s) => s.regions()?,
+            StateSource::Daemon { client, runtime } => runtime.block_on(client.regions())?,
+        })
+    }
+
+    fn targets(&self) -> anyhow::Result<Vec<certsentinel::lifecycle::TargetHealth>> {
+        Ok(match self {
+            StateSource::Store(s) => s.targets()?,
+            StateSource::Daemon { client, runtime } => runtime.block_on(client.targets())?,
+        })
+    }
+
+    fn find(&self, name: &str) -> anyhow::Result<Vec<Found>> {
+        Ok(match self {
+            StateSource::Store(s) => s
+                .find(name)?
+                .into_iter()
+                .map(|record| {
+                    Ok::<_, certsentinel::store::StoreError>(Found {
+                        pending_intents: s.pending_for(&record.key)?,
+                        delivered_intents: s.delivered_for(&record.key)?,
+                        record,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            StateSource::Daemon { client, runtime } => runtime.block_on(client.find(name))?,
+        })
+    }
+
+    fn outbox(&self, delivered: usize) -> anyhow::Result<Outbox> {
+        Ok(match self {
+            StateSource::Store(s) => Outbox {
+                pending: s.outbox_pending()?,
+                delivered: s.delivered(delivered)?,
+            },
+            StateSource::Daemon { client, runtime } => {
+                runtime.block_on(client.outbox(delivered))?
+            }
+        })
+    }
+
+    fn export(&self, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
+        Ok(match self {
+            StateSource::Store(s) => s.export_jsonl(out)?,
+            StateSource::Daemon { client, runtime } => runtime.block_on(client.export(out))?,
+        })
+    }
 }

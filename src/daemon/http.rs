@@ -356,13 +356,16 @@ impl Observatory {
     }
 }
 
-/// The routes of the listener.
+/// The routes of the listener: health, readiness, metrics, and the state read-only
+/// ([`super::state_api`]).
 pub fn router(observatory: Arc<Observatory>) -> Router {
+    let state = super::state_api::routes(observatory.store.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(observatory)
+        .merge(state)
 }
 
 async fn readyz(State(o): State<Arc<Observatory>>) -> impl IntoResponse {

@@ -15,6 +15,7 @@ mod app;
 pub mod changes;
 pub mod http;
 pub mod reconcile;
+pub mod state_api;
 mod step;
 
 pub use app::{Daemon, DaemonError};

@@ -97,7 +97,7 @@ pub const SCHEMA_VERSION: u32 = 5;
 pub type OutboxId = u64;
 
 /// What is stored for one account and region.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRegion {
     pub account: String,
     pub region: String,

@@ -205,3 +205,22 @@ fn the_aws_cli_drives_the_fake_and_the_scan_sees_what_it_did() {
     assert_eq!(owners, vec!["payments"]);
     assert!(doc["dangling"].as_array().unwrap().is_empty());
 }
+
+/// The fake publishes, for each change made through the AWS CLI, the CloudTrail record AWS
+/// would write, wrapped as EventBridge does, to an SQS queue on moto: the shapes the event
+/// tests rely on (`tests/fakes/check_events.sh`, which checks them against the recorded
+/// fixtures' structure).
+#[test]
+fn the_fake_publishes_what_cloudtrail_and_eventbridge_would() {
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("tests/fakes/check_events.sh"))
+        .env("VENV", venv())
+        .output()
+        .expect("run check_events.sh");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -129,10 +129,65 @@ fn a_store_held_by_another_certsentinel_is_named_as_such() {
         stderr.contains("another certsentinel holds the state database"),
         "{stderr}"
     );
-    assert!(stderr.lines().count() <= 2, "short: {stderr}");
+    assert!(stderr.lines().count() <= 3, "short: {stderr}");
     drop(held);
     let (code, _, stderr) = run(&config, &["state", "list"]);
     assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn check_config_says_whether_the_daemon_scans_consumes_events_or_both() {
+    let scans = config_file(FAST);
+    let (code, stdout, stderr) = run(&scans, &["check-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with(
+            "# certsentinel run will run: scheduled scans (0 0 */6 * * *) only (no events.queue_url)\n"
+        ),
+        "{stdout}"
+    );
+    let both = config_file(&format!(
+        "{FAST}\n[events]\nqueue_url = [\"https://sqs.eu-west-1.amazonaws.com/111122223333/a\", \"https://sqs.us-east-1.amazonaws.com/111122223333/b\"]\n"
+    ));
+    let (_, stdout, _) = run(&both, &["check-config"]);
+    assert!(
+        stdout.contains("scheduled scans (0 0 */6 * * *) and change events from 2 SQS queues"),
+        "{stdout}"
+    );
+    let events = config_file(&format!(
+        "{FAST}\n[daemon]\nschedule = \"\"\n[events]\nqueue_url = \"https://sqs.eu-west-1.amazonaws.com/111122223333/a\"\n"
+    ));
+    let (_, stdout, _) = run(&events, &["check-config"]);
+    assert!(
+        stdout.contains("change events from 1 SQS queue only (no daemon.schedule)"),
+        "{stdout}"
+    );
+    let nothing = config_file(&format!("{FAST}\n[daemon]\nschedule = \"\"\n"));
+    let (code, _, stderr) = run(&nothing, &["check-config"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("daemon.schedule"), "{stderr}");
+    let bad = config_file(&format!(
+        "{FAST}\n[events]\nqueue_url = \"sqs://nowhere\"\n"
+    ));
+    let (code, _, stderr) = run(&bad, &["check-config"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("events.queue_url[0]"), "{stderr}");
+    // From the environment, a comma-separated list.
+    let out = certsentinel(None, None)
+        .env(
+            "CERTSENTINEL__EVENTS__QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/1/a, https://sqs.eu-west-1.amazonaws.com/1/b",
+        )
+        .arg("--config")
+        .arg(&scans.path)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("change events from 2 SQS queues"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -122,21 +122,22 @@ fn the_daemon_runs_in_process_until_its_shutdown_future_resolves() {
 fn the_daemon_scans_on_its_schedule_and_stops_cleanly_on_sigterm() {
     let fake = FakeControlPlane::start();
     one_certificate_in_the_window(&fake);
-    let config = config_file(
+    let config = config_file(&format!(
         r#"
 [aws]
 regions = ["us-east-1"]
 [aws.accounts]
-list = [{ id = "123456789012" }]
+list = [{{ id = "123456789012" }}]
 [aws.rate_limit]
 requests_per_second = 1000.0
 burst = 100
 [daemon]
 schedule = "*/2 * * * * *"
 scan_on_start = true
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{}"
 "#,
-    );
+        free_port()
+    ));
     let mut child = certsentinel(Some(&fake), None)
         .arg("--config")
         .arg(&config.path)
@@ -214,6 +215,45 @@ listen = "127.0.0.1:0"
         finished[0]
     );
 
+    // While it runs it holds the store's lock: the state commands read through its listener,
+    // and say so; a command that writes is refused with the way out.
+    let state = |args: &[&str]| {
+        let out = certsentinel(None, None)
+            .arg("--config")
+            .arg(&config.path)
+            .arg("state")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let reads: &[&[&str]] = &[
+        &["list", "--format", "json"],
+        &["list"],
+        &["show", "cert000001"],
+        &["outbox", "--format", "json"],
+        &["export"],
+    ];
+    let while_running: Vec<String> = reads
+        .iter()
+        .map(|args| {
+            let (code, stdout, stderr) = state(args);
+            assert_eq!(code, Some(0), "state {args:?}: {stderr}");
+            assert!(
+                stderr.contains("reading its state through http://127.0.0.1:"),
+                "{stderr}"
+            );
+            stdout
+        })
+        .collect();
+    let (code, _, stderr) = state(&["forget", "123456789012"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("stop it first"), "{stderr}");
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -250,6 +290,43 @@ listen = "127.0.0.1:0"
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows[0]["id"], "cert000001");
     assert_eq!(rows[0]["open_episodes"], 1);
+    // The same answers as through the daemon, but for what a scan since then moved (when it
+    // observed and decided, the revision, the days left).
+    for (args, before) in reads.iter().zip(&while_running) {
+        let (code, stdout, stderr) = state(args);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!stderr.contains("reading its state through"), "{stderr}");
+        if args == &["list"] {
+            assert_eq!(stdout.lines().count(), before.lines().count());
+        } else {
+            assert_eq!(settled(&stdout), settled(before), "state {args:?}");
+        }
+    }
+}
+
+/// JSON (or JSON lines) without the fields each scan moves.
+fn settled(text: &str) -> Vec<Value> {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for k in ["last_observed_at", "updated_at", "revision", "days_left"] {
+                    map.remove(k);
+                }
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut values: Vec<Value> = match serde_json::from_str::<Value>(text) {
+        Ok(v) => vec![v],
+        Err(_) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON lines"))
+            .collect(),
+    };
+    values.iter_mut().for_each(strip);
+    values
 }
 
 #[test]
@@ -434,4 +511,28 @@ fn the_daemon_is_not_ready_before_a_complete_scan() {
         .expect("stops")
         .expect("no panic")
         .expect("clean stop");
+}
+
+#[test]
+fn the_daemon_turns_unready_when_its_last_complete_scan_is_too_old() {
+    let fake = FakeControlPlane::start();
+    one_certificate_in_the_window(&fake);
+    // Scans every second: two periods are two seconds.
+    let config = config_file(&format!(
+        "{FAST}\n[daemon]\nschedule = \"*/1 * * * * *\"\nscan_on_start = true\nlisten = \"127.0.0.1:0\"\n"
+    ));
+    let daemon = RunningDaemon::start(&config, &[], &fake);
+    eventually(20, "ready after a complete scan", || {
+        daemon.get("/readyz").0 == 200
+    });
+    // From now on every read is denied: scans go on, none is complete.
+    fake.fault("*", "access_denied", 1_000_000, 0);
+    eventually(20, "unready once the last complete scan is too old", || {
+        daemon.get("/readyz").0 == 503
+    });
+    let (_, why) = daemon.get("/readyz");
+    assert!(why.contains("more than two schedule periods ago"), "{why}");
+    assert!(daemon.metric("certsentinel_scans_total", &[("outcome", "partial")]) >= 1.0);
+    assert_eq!(daemon.get("/healthz").0, 200, "alive all the same");
+    daemon.stop().expect("stops cleanly");
 }
