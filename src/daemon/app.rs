@@ -30,11 +30,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::changes::Changes;
 use super::http::{Observatory, router, two_periods};
-use super::step::{ScanOutcome, open_store, record_scan};
+use super::step::{ScanOutcome, open_store, scan_and_record};
 use crate::config::Settings;
 use crate::events::Queue;
 use crate::inventory::aws;
-use crate::inventory::scan::{NoProgress, TargetStatus, scan_all};
+use crate::inventory::scan::TargetStatus;
 use crate::notify::Dispatcher;
 use crate::output;
 use crate::store::{SledStore, Store, StoreError};
@@ -132,7 +132,6 @@ impl Daemon {
         let on_schedule = settings.daemon.scans_on_schedule();
         let observatory = Observatory::new(
             self.store.clone(),
-            settings.policy.clone(),
             on_schedule.then(|| two_periods(&settings.daemon.schedule)),
             &settings.events.queue_url,
         );
@@ -334,16 +333,20 @@ async fn scan_worker(worker: ScanWorker, stop: CancellationToken) -> Result<(), 
             },
         }
         let started = Instant::now();
-        // Reading is cancellable: nothing has been committed yet.
-        let scan = tokio::select! {
-            scan = scan_all(&settings, &aws, Arc::new(NoProgress)) => scan,
-            _ = stop.cancelled() => {
-                tracing::info!("shutting down: the scan in progress is abandoned before committing anything");
+        // Each account and region is recorded as soon as it is read, then dropped. Waiting
+        // for the next is cancellable; recording one is not: a stop leaves each account and
+        // region either recorded whole or untouched.
+        let recorded = match scan_and_record(&settings, &aws, store.clone(), &stop).await {
+            Ok(None) => {
+                tracing::info!(
+                    "shutting down: the scan in progress is abandoned; the accounts and regions it recorded stay recorded"
+                );
                 return Ok(());
             }
+            Ok(Some(done)) => Ok(done),
+            Err(e) => Err(e),
         };
-        // Recording is not: it runs to the end even if the daemon is asked to stop meanwhile.
-        match record_scan(&settings, store.clone(), scan, false).await {
+        match recorded {
             Ok(done) => {
                 observatory.scan_recorded(&done, started.elapsed().as_secs_f64());
                 report(&done, started, schedule.as_ref()).await;
@@ -535,7 +538,7 @@ async fn report(done: &ScanOutcome, started: Instant, schedule: Option<&Schedule
         complete = done.scan.complete(),
         targets = done.scan.targets.len(),
         incomplete_targets = incomplete,
-        certificates = done.scan.certificates().count(),
+        certificates = done.tally.certificates,
         intents = done.reconciled.intents.len(),
         seconds = started.elapsed().as_secs_f64(),
         %next_scan,

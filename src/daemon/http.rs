@@ -20,7 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::daemon::ScanOutcome;
-use crate::lifecycle::{Policy, days_left};
+use crate::lifecycle::days_left;
 use crate::store::{Delivery, SledStore, Store};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,7 +76,6 @@ pub struct Observatory {
     /// Each event queue and what its last call said: `None` before the first answer.
     queues: Mutex<std::collections::BTreeMap<String, Option<Result<(), String>>>>,
     store: Arc<SledStore>,
-    policy: Policy,
     /// The longest a complete scan may be old for the daemon to be ready; `None` without a
     /// schedule (events only).
     stale_after: Option<Duration>,
@@ -85,7 +84,6 @@ pub struct Observatory {
 impl Observatory {
     pub fn new(
         store: Arc<SledStore>,
-        policy: Policy,
         stale_after: Option<Duration>,
         queues: &[String],
     ) -> Arc<Observatory> {
@@ -186,7 +184,6 @@ impl Observatory {
             intents_failed,
             last_complete_at: Mutex::new(None),
             store,
-            policy,
             stale_after,
         })
     }
@@ -207,22 +204,14 @@ impl Observatory {
         for target in &done.scan.targets {
             self.calls_made(&target.call_outcomes);
         }
-        let now = Utc::now();
         self.certificates.clear();
-        let mut nearest: Option<i64> = None;
-        for c in done.scan.certificates() {
-            let band = c.not_after.map_or_else(
-                || "unknown".to_string(),
-                |na| self.policy.band(na, c.in_use(), now).to_string(),
-            );
-            self.certificates.get_or_create(&BandLabel { band }).inc();
-            if let (Some(na), true) = (c.not_after, c.in_use()) {
-                let left = days_left(na, now);
-                nearest = Some(nearest.map_or(left, |n| n.min(left)));
-            }
+        for (band, n) in &done.tally.by_band {
+            self.certificates
+                .get_or_create(&BandLabel { band: band.clone() })
+                .set(*n as i64);
         }
-        if let Some(days) = nearest {
-            self.nearest_expiry_days.set(days);
+        if let Some(nearest) = done.tally.nearest_in_use {
+            self.nearest_expiry_days.set(days_left(nearest, Utc::now()));
         }
         if done.scan.complete() {
             self.last_complete_scan

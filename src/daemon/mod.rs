@@ -19,4 +19,6 @@ pub mod state_api;
 mod step;
 
 pub use app::{Daemon, DaemonError};
-pub use step::{ScanOutcome, ScanStore, not_scanned, open_store, record_scan, scan_once};
+pub use step::{
+    ScanOutcome, ScanStore, Tally, not_scanned, open_store, record_scan, scan_and_record, scan_once,
+};

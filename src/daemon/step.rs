@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -20,12 +20,43 @@ use crate::store::{SledStore, Store, StoreError, StoredRegion};
 /// A scan and what reconciling it decided.
 #[derive(Debug)]
 pub struct ScanOutcome {
+    /// The scan: every target; the inventories too, unless it was recorded one account and
+    /// region at a time ([`scan_and_record`]), when they were dropped as they were recorded.
     pub scan: Scan,
     pub reconciled: Reconciled,
     /// Accounts and regions with certificates in the store that this scan did not cover
     /// (excluded, suspended, removed from the configuration, no longer enabled): kept as they
     /// were, reported so that nobody takes their silence for an all-clear.
     pub not_scanned: Vec<StoredRegion>,
+    /// What the scan found, counted as it was recorded.
+    pub tally: Tally,
+}
+
+/// The certificates a scan read, counted: for metrics, without keeping the scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub certificates: usize,
+    /// Certificates by band (`unknown` when the expiry could not be read).
+    pub by_band: BTreeMap<String, u64>,
+    /// The earliest expiry among certificates a stage presents.
+    pub nearest_in_use: Option<DateTime<Utc>>,
+}
+
+impl Tally {
+    /// Counts the certificates of `scan`'s inventories.
+    pub fn add(&mut self, scan: &Scan, policy: &crate::lifecycle::Policy, now: DateTime<Utc>) {
+        for c in scan.certificates() {
+            self.certificates += 1;
+            let band = c.not_after.map_or_else(
+                || "unknown".to_string(),
+                |na| policy.band(na, c.in_use(), now).to_string(),
+            );
+            *self.by_band.entry(band).or_insert(0) += 1;
+            if let (Some(na), true) = (c.not_after, c.in_use()) {
+                self.nearest_in_use = Some(self.nearest_in_use.map_or(na, |n| n.min(na)));
+            }
+        }
+    }
 }
 
 /// The stored accounts and regions with live certificates that `scan` had no target for. An
@@ -191,8 +222,63 @@ pub async fn record_scan(
     scan: Scan,
     dry_run: bool,
 ) -> Result<ScanOutcome, DaemonError> {
-    // Observations are stamped with the local clock: one that AWS says is wrong would make
-    // records from the future, and every honest scan after them stale.
+    check_clock(settings, &scan)?;
+    let mut tally = Tally::default();
+    tally.add(&scan, &settings.policy, Utc::now());
+    let (scan, reconciled) = record_inventories(settings, store.clone(), scan, dry_run).await?;
+    record_sight(settings, store, scan, reconciled, tally, dry_run).await
+}
+
+/// Scans and records one account and region at a time, as each is read: its inventory is
+/// reconciled (stages in doubt confirmed) and dropped before the next is taken, so the
+/// daemon's memory does not grow with the estate. Then, as [`record_scan`], each account and
+/// region's read health and what was not scanned. `stop` abandons the scan between two
+/// accounts and regions: those recorded stay recorded (each whole), nothing else is decided.
+/// `None` when it was abandoned.
+pub async fn scan_and_record(
+    settings: &Settings,
+    aws: &SdkConfig,
+    store: Arc<SledStore>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<Option<ScanOutcome>, DaemonError> {
+    use futures::StreamExt;
+    let mut whole = Scan::empty(Utc::now());
+    let (failed, mut regions) = crate::inventory::scan::scan_each(
+        settings,
+        aws,
+        Arc::new(crate::inventory::scan::NoProgress),
+    )
+    .await;
+    whole.targets = failed;
+    let mut reconciled = Reconciled {
+        committed: true,
+        ..Reconciled::default()
+    };
+    let mut tally = Tally::default();
+    loop {
+        let next = tokio::select! {
+            next = regions.next() => next,
+            _ = stop.cancelled() => return Ok(None),
+        };
+        let Some(one) = next else { break };
+        let mut region = Scan::empty(whole.started_at);
+        region.absorb(one);
+        check_clock(settings, &region)?;
+        tally.add(&region, &settings.policy, Utc::now());
+        let (region, decided) = record_inventories(settings, store.clone(), region, false).await?;
+        reconciled.absorb(decided);
+        whole.targets.extend(region.targets);
+        // Its inventory and reader are dropped here.
+    }
+    whole.finished_at = Utc::now();
+    record_sight(settings, store, whole, reconciled, tally, false)
+        .await
+        .map(Some)
+}
+
+/// Observations are stamped with the local clock: one that AWS says is wrong would make
+/// records from the future, and every honest scan after them stale.
+fn check_clock(settings: &Settings, scan: &Scan) -> Result<(), DaemonError> {
     if let Some(skew_seconds) = scan.clock_skew_seconds()
         && skew_seconds.unsigned_abs() > settings.aws.max_clock_skew_secs
     {
@@ -201,6 +287,17 @@ pub async fn record_scan(
             limit: settings.aws.max_clock_skew_secs,
         });
     }
+    Ok(())
+}
+
+/// Reconciles the inventories of `scan` (one account and region, or all of them), confirms
+/// the stages the listings lost and decides the certificates that named them.
+async fn record_inventories(
+    settings: &Settings,
+    store: Arc<SledStore>,
+    scan: Scan,
+    dry_run: bool,
+) -> Result<(Scan, Reconciled), DaemonError> {
     let policy = settings.policy.clone();
     let pass_store = store.clone();
     let (mut scan, reconciled) = blocking(move || {
@@ -257,6 +354,19 @@ pub async fn record_scan(
         reconciled.absorb(second?);
         reconciled.in_doubt.extend(undecided);
     }
+    Ok((scan, reconciled))
+}
+
+/// What the targets of `scan` say of sight (each account and region's read health, the
+/// unconfirmed decisions of those that could not be read) and what was not scanned at all.
+async fn record_sight(
+    settings: &Settings,
+    store: Arc<SledStore>,
+    scan: Scan,
+    mut reconciled: Reconciled,
+    tally: Tally,
+    dry_run: bool,
+) -> Result<ScanOutcome, DaemonError> {
     let policy = settings.policy.clone();
     let report_store = store.clone();
     let (scan, sight, not_scanned) = blocking(move || {
@@ -283,5 +393,6 @@ pub async fn record_scan(
         scan,
         reconciled,
         not_scanned,
+        tally,
     })
 }

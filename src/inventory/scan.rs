@@ -118,6 +118,29 @@ impl std::fmt::Debug for Readers {
 }
 
 impl Scan {
+    /// A scan started at `started_at` holding nothing yet.
+    pub fn empty(started_at: DateTime<Utc>) -> Scan {
+        Scan {
+            started_at,
+            finished_at: started_at,
+            targets: Vec::new(),
+            inventories: Vec::new(),
+            readers: Readers::default(),
+        }
+    }
+
+    /// Adds one account and region's scan.
+    pub fn absorb(&mut self, (report, complete): TargetScan) {
+        if let Some((inventory, plane)) = complete {
+            self.readers
+                .0
+                .insert((report.account.clone(), report.region.clone()), plane);
+            self.inventories.push(inventory);
+        }
+        self.targets.push(report);
+        self.finished_at = Utc::now();
+    }
+
     pub fn complete(&self) -> bool {
         self.targets
             .iter()
@@ -150,33 +173,53 @@ impl Scan {
 /// items (or indices), never borrowed ones, which rustc cannot prove `Send` for every lifetime
 /// (rust-lang/rust#102211).
 pub async fn scan_all(settings: &Settings, base: &SdkConfig, progress: Arc<dyn Progress>) -> Scan {
-    let started_at = Utc::now();
-    let mut targets = Vec::new();
-    let opened = open_accounts(settings, base, &mut targets).await;
-    let work = regions_of(settings, opened, &mut targets).await;
-    let results: Vec<(TargetReport, Option<ReadTarget>)> = stream::iter(work)
+    let mut scan = Scan::empty(Utc::now());
+    let work = targets_to_scan(settings, base, &mut scan.targets).await;
+    // In target order, so that reports read the same from one scan to the next.
+    let results: Vec<TargetScan> = stream::iter(work)
         .map(|(session, region)| scan_target(settings, session, region, progress.clone()))
         .buffered(settings.aws.parallel_targets)
         .collect()
         .await;
-    let mut inventories = Vec::new();
-    let mut readers = Readers::default();
-    for (report, complete) in results {
-        if let Some((inventory, plane)) = complete {
-            readers
-                .0
-                .insert((report.account.clone(), report.region.clone()), plane);
-            inventories.push(inventory);
-        }
-        targets.push(report);
+    for one in results {
+        scan.absorb(one);
     }
-    Scan {
-        started_at,
-        finished_at: Utc::now(),
-        targets,
-        inventories,
-        readers,
-    }
+    scan
+}
+
+/// Every account (opened) and region to read; those that cannot be are reported in `failed`.
+async fn targets_to_scan(
+    settings: &Settings,
+    base: &SdkConfig,
+    failed: &mut Vec<TargetReport>,
+) -> Vec<(AccountSession, String)> {
+    let opened = open_accounts(settings, base, failed).await;
+    regions_of(settings, opened, failed).await
+}
+
+/// One account and region's scan: its report, and what it holds when it was read in full.
+pub type TargetScan = (TargetReport, Option<ReadTarget>);
+
+/// Scans as [`scan_all`] does, but hands over each account and region as soon as it is read
+/// (in no particular order), so a caller can reconcile and drop it before the next: a large
+/// estate is never held whole in memory. Returns the targets that failed before any read
+/// (accounts that could not be opened, an organization that could not be listed), and the
+/// stream of the others.
+pub async fn scan_each<'a>(
+    settings: &'a Settings,
+    base: &SdkConfig,
+    progress: Arc<dyn Progress>,
+) -> (
+    Vec<TargetReport>,
+    futures::stream::BoxStream<'a, TargetScan>,
+) {
+    let mut failed = Vec::new();
+    let work = targets_to_scan(settings, base, &mut failed).await;
+    let regions = stream::iter(work)
+        .map(move |(session, region)| scan_target(settings, session, region, progress.clone()))
+        .buffer_unordered(settings.aws.parallel_targets)
+        .boxed();
+    (failed, regions)
 }
 
 /// The report of a target that could not be reached at all.
@@ -281,7 +324,7 @@ async fn regions_of(
 }
 
 /// A complete account and region: what it holds, and the reader that read it.
-type ReadTarget = (RegionInventory, Arc<ControlPlane>);
+pub type ReadTarget = (RegionInventory, Arc<ControlPlane>);
 
 /// Scans one account and region with its own call gate; a failure is reported, not raised.
 async fn scan_target(

@@ -536,3 +536,51 @@ fn the_daemon_turns_unready_when_its_last_complete_scan_is_too_old() {
     assert_eq!(daemon.get("/healthz").0, 200, "alive all the same");
     daemon.stop().expect("stops cleanly");
 }
+
+#[test]
+fn the_daemon_records_each_region_as_it_is_read_and_a_failed_one_as_unreadable() {
+    let fake = FakeControlPlane::start();
+    one_certificate_in_the_window(&fake);
+    fake.seed(json!({"region": "eu-west-1",
+                     "certificates": [{"id": "cert000002", "not_after": days_from_now(200)}]}));
+    fake.fault_spec(json!({"operation": "*", "kind": "access_denied", "count": 1_000_000,
+                           "region": "eu-west-1"}));
+    let config = config_file(&format!(
+        "{FAST}\n[aws]\nregions = [\"us-east-1\", \"eu-west-1\"]\n\
+         [daemon]\nschedule = \"0 0 0 1 1 *\"\nscan_on_start = true\nlisten = \"127.0.0.1:0\"\n"
+    ).replacen("[aws]\nregions = [\"us-east-1\"]\n", "", 1));
+    let daemon = RunningDaemon::start(&config, &[], &fake);
+    eventually(20, "the scan recorded", || {
+        daemon.metric("certsentinel_scans_total", &[("outcome", "partial")]) == 1.0
+    });
+    let key = CertificateKey {
+        account: "123456789012".into(),
+        region: "us-east-1".into(),
+        id: "cert000001".into(),
+    };
+    assert_eq!(
+        daemon.store.load(&key).unwrap().unwrap().open_episodes().count(),
+        1,
+        "the readable region is decided"
+    );
+    let health = daemon
+        .store
+        .target("123456789012", "eu-west-1")
+        .unwrap()
+        .expect("the failed region's read health");
+    assert!(health.unreadable_since.is_some(), "{health:?}");
+    assert!(
+        daemon
+            .store
+            .keys_in("123456789012", "eu-west-1")
+            .unwrap()
+            .is_empty(),
+        "nothing decided where nothing was read"
+    );
+    assert_eq!(
+        daemon.metric("certsentinel_certificates", &[]),
+        1.0,
+        "counted as it was recorded"
+    );
+    daemon.stop().expect("stops cleanly");
+}
