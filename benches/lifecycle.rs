@@ -68,6 +68,9 @@ enum Mode {
     Ready(PathBuf),
     /// Child: open, report memory, reconcile a steady-state scan, report memory.
     Hold(PathBuf),
+    /// Child: the same scan reconciled one region at a time, each built, reconciled and
+    /// dropped before the next, as the daemon does; reports the peak.
+    HoldStreamed(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -120,11 +123,12 @@ impl Args {
                 "--keep" => args.keep = Some(value()?.into()),
                 "--ready" => args.mode = Mode::Ready(value()?.into()),
                 "--hold" => args.mode = Mode::Hold(value()?.into()),
+                "--hold-streamed" => args.mode = Mode::HoldStreamed(value()?.into()),
                 "-h" | "--help" => {
                     println!(
                         "cargo bench --bench lifecycle -- [--certificates N] [--regions R] \
                          [--reps K] [--cache-mb M] [--ready-runs K] [--dir DIR] [--keep DIR]\n\
-                         child modes: --ready PATH | --hold PATH [--at-hours H] \
+                         child modes: --ready PATH | --hold PATH | --hold-streamed PATH [--at-hours H] \
                          (with the same --certificates, --regions and --cache-mb)"
                     );
                     std::process::exit(0);
@@ -236,8 +240,14 @@ impl Estate {
 
     /// The scan started at `T0 + hours`: one account, `regions` complete regions.
     fn scan(&self, regions: usize, hours: i64) -> Scan {
+        self.scan_of(regions, hours, 0..regions)
+    }
+
+    /// The same scan's regions `only` (indices into the `regions` the estate spans).
+    fn scan_of(&self, regions: usize, hours: i64, only: std::ops::Range<usize>) -> Scan {
         let started_at = t0() + Duration::hours(hours);
-        let mut inventories: Vec<RegionInventory> = (0..regions)
+        let mut inventories: Vec<RegionInventory> = only
+            .clone()
             .map(|r| RegionInventory {
                 account: ACCOUNT.into(),
                 region: REGIONS[r].into(),
@@ -245,8 +255,11 @@ impl Estate {
             })
             .collect();
         for (i, profile) in self.profiles.iter().enumerate() {
+            if !only.contains(&(i % regions)) {
+                continue;
+            }
             let key = Estate::key(i, regions);
-            let inventory = &mut inventories[i % regions];
+            let inventory = &mut inventories[i % regions - only.start];
             let (days, stage_owners): (i64, Vec<u32>) = match *profile {
                 Profile::AtRisk { owners, days } => (
                     days,
@@ -516,6 +529,44 @@ fn hold_child(args: &Args, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The daemon's way: each region built, reconciled and dropped before the next is built.
+fn hold_streamed_child(args: &Args, path: &Path) -> Result<()> {
+    let report = |what: &str| {
+        let (rss, hwm) = memory();
+        println!("MEM {what:<36} VmRSS {rss:6.1} MiB  VmHWM {hwm:6.1} MiB");
+    };
+    report("at start");
+    let store = SledStore::open(path, args.cache_bytes())?;
+    ensure!(store.load(&Estate::key(0, args.regions))?.is_some());
+    report("store opened, first load answered");
+    let estate = Estate::new(args.certificates);
+    let started = Instant::now();
+    let (mut observations, mut intents) = (0, 0);
+    for r in 0..args.regions {
+        let region = estate.scan_of(args.regions, args.at_hours, r..r + 1);
+        let timed = reconcile_timed(&store, &region, &Policy::default())?;
+        observations += timed.observations;
+        intents += timed.intents;
+        drop(region);
+        trim();
+    }
+    report("every region reconciled, one at a time");
+    println!(
+        "RECONCILED {observations} observations, {intents} intents, {:.0}/s",
+        observations as f64 / started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The peak (VmHWM, MiB) a child's report ends with.
+fn peak_of(report: &str) -> Option<f64> {
+    report
+        .lines()
+        .filter_map(|l| l.split("VmHWM").nth(1))
+        .filter_map(|v| v.trim().trim_end_matches("MiB").trim().parse::<f64>().ok())
+        .reduce(f64::max)
+}
+
 // ------------------------------------------------------------------------------------------
 // The bench
 // ------------------------------------------------------------------------------------------
@@ -681,8 +732,41 @@ fn bench(args: &Args) -> Result<()> {
         "the --hold child failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
+    let whole = String::from_utf8_lossy(&output.stdout).to_string();
+    for line in whole.lines() {
         println!("  {line}");
+    }
+
+    hour += 1;
+    println!();
+    println!(
+        "the daemon's way, each region reconciled and dropped before the next (--hold-streamed child):"
+    );
+    let output = Command::new(&me)
+        .arg("--hold-streamed")
+        .arg(&path)
+        .args(["--at-hours", &hour.to_string()])
+        .args(args.child_flags())
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "the --hold-streamed child failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let streamed = String::from_utf8_lossy(&output.stdout).to_string();
+    for line in streamed.lines() {
+        println!("  {line}");
+    }
+    if let (Some(whole), Some(streamed)) = (peak_of(&whole), peak_of(&streamed)) {
+        println!();
+        println!(
+            "peak resident memory reconciling {} certificates in {} regions: whole scan {whole:.1} MiB, \
+             region by region {streamed:.1} MiB ({:.2} of the whole; target <= 64 MB = {:.1} MiB)",
+            args.certificates,
+            args.regions,
+            streamed / whole,
+            64e6 / (1024.0 * 1024.0)
+        );
     }
 
     if let Some(keep) = &args.keep {
@@ -725,5 +809,6 @@ fn main() -> Result<()> {
         Mode::Bench => bench(&args),
         Mode::Ready(path) => ready_child(&args, path),
         Mode::Hold(path) => hold_child(&args, path),
+        Mode::HoldStreamed(path) => hold_streamed_child(&args, path),
     }
 }

@@ -253,7 +253,12 @@ impl Changes {
         let policy = self.settings.policy.clone();
         blocking(move || record(store.as_ref(), &read, &records, &policy, started))
             .await?
-            .map_err(Failure::Store)
+            .map_err(|e| match e {
+                // Decided again and again refused: others keep deciding these certificates.
+                // The messages reappear and are decided once more, later.
+                StoreError::Conflict { .. } => Failure::Read(e.to_string()),
+                e => Failure::Store(e),
+            })
     }
 }
 

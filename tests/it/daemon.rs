@@ -543,12 +543,17 @@ fn the_daemon_records_each_region_as_it_is_read_and_a_failed_one_as_unreadable()
     one_certificate_in_the_window(&fake);
     fake.seed(json!({"region": "eu-west-1",
                      "certificates": [{"id": "cert000002", "not_after": days_from_now(200)}]}));
-    fake.fault_spec(json!({"operation": "*", "kind": "access_denied", "count": 1_000_000,
-                           "region": "eu-west-1"}));
-    let config = config_file(&format!(
-        "{FAST}\n[aws]\nregions = [\"us-east-1\", \"eu-west-1\"]\n\
+    fake.fault_spec(
+        json!({"operation": "*", "kind": "access_denied", "count": 1_000_000,
+                           "region": "eu-west-1"}),
+    );
+    let config = config_file(
+        &format!(
+            "{FAST}\n[aws]\nregions = [\"us-east-1\", \"eu-west-1\"]\n\
          [daemon]\nschedule = \"0 0 0 1 1 *\"\nscan_on_start = true\nlisten = \"127.0.0.1:0\"\n"
-    ).replacen("[aws]\nregions = [\"us-east-1\"]\n", "", 1));
+        )
+        .replacen("[aws]\nregions = [\"us-east-1\"]\n", "", 1),
+    );
     let daemon = RunningDaemon::start(&config, &[], &fake);
     eventually(20, "the scan recorded", || {
         daemon.metric("certsentinel_scans_total", &[("outcome", "partial")]) == 1.0
@@ -559,7 +564,13 @@ fn the_daemon_records_each_region_as_it_is_read_and_a_failed_one_as_unreadable()
         id: "cert000001".into(),
     };
     assert_eq!(
-        daemon.store.load(&key).unwrap().unwrap().open_episodes().count(),
+        daemon
+            .store
+            .load(&key)
+            .unwrap()
+            .unwrap()
+            .open_episodes()
+            .count(),
         1,
         "the readable region is decided"
     );

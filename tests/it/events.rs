@@ -71,8 +71,11 @@ fn done_issues(jira: &JiraFake) -> Vec<Value> {
         .collect()
 }
 
+/// The owners of the open episodes, sorted (no owner first).
 fn open_owners(r: &CertificateRecord) -> Vec<Option<String>> {
-    r.open_episodes().map(|e| e.owner.clone()).collect()
+    let mut owners: Vec<Option<String>> = r.open_episodes().map(|e| e.owner.clone()).collect();
+    owners.sort();
+    owners
 }
 
 /// Waits until the daemon has handled everything in the queue.
@@ -192,7 +195,7 @@ fn a_deleted_stage_and_an_untagged_owner_are_decided_from_their_events() {
         ],
     );
     eventually(10, "search's episode handed over", || {
-        open_owners(&record(&daemon, "oldcert001")) == vec![Some("payments".into()), None]
+        open_owners(&record(&daemon, "oldcert001")) == vec![None, Some("payments".into())]
     });
 
     // Payments deletes its stage: its episode ends and its issue is done.
@@ -483,4 +486,76 @@ fn sigterm_mid_batch_deletes_no_message_whose_decision_was_not_committed() {
         assert_eq!(code, 130, "{stderr}");
         assert!(stderr.contains("second stop signal"), "{stderr}");
     }
+}
+
+#[test]
+fn a_websocket_stage_switched_and_an_api_tag_changed_are_read_again_from_their_events() {
+    let moto = Moto::start();
+    let queue = moto.queue("events", 1, None);
+    let fake = FakeControlPlane::start();
+    fake.seed(json!({
+        "certificates": [{"id": "wscert0001", "not_after": days_from_now(20)},
+                         {"id": "wscert0002", "not_after": days_from_now(300)}],
+        "v2_apis": [{"id": "chat000001", "name": "chat-ws", "protocol_type": "WEBSOCKET",
+                     "tags": {"owner": "messaging"},
+                     "stages": [{"name": "prod", "client_certificate_id": "wscert0001",
+                                 "tags": {"owner": "payments"}},
+                                {"name": "dev", "client_certificate_id": "wscert0001"}]}]
+    }));
+    fake.publish_events(&queue, false);
+    let jira = JiraFake::start("cloud", 0.0);
+    let daemon = RunningDaemon::start(&events_config(&queue, &jira), ENV, &fake);
+    eventually(30, "the first scan's two issues", || {
+        jira.issues().len() == 2
+    });
+    assert_eq!(
+        open_owners(&record(&daemon, "wscert0001")),
+        vec![Some("messaging".into()), Some("payments".into())]
+    );
+
+    // The API's owner tag changes: dev's owner (from the API) is read again.
+    aws(
+        &fake.url,
+        &[
+            "apigatewayv2",
+            "tag-resource",
+            "--resource-arn",
+            "arn:aws:apigateway:us-east-1::/apis/chat000001",
+            "--tags",
+            "owner=chat-team",
+        ],
+    );
+    eventually(10, "messaging's episode handed to chat-team", || {
+        open_owners(&record(&daemon, "wscert0001"))
+            == vec![Some("chat-team".into()), Some("payments".into())]
+    });
+
+    // Payments switches its WebSocket stage: its issue is done.
+    aws(
+        &fake.url,
+        &[
+            "apigatewayv2",
+            "update-stage",
+            "--api-id",
+            "chat000001",
+            "--stage-name",
+            "prod",
+            "--client-certificate-id",
+            "wscert0002",
+        ],
+    );
+    eventually(10, "payments' issue done", || payments_done(&jira));
+    assert_eq!(
+        open_owners(&record(&daemon, "wscert0001")),
+        vec![Some("chat-team".into())]
+    );
+    assert!(record(&daemon, "wscert0002").in_use());
+    drained(&moto, &queue);
+    assert_eq!(
+        fake.calls()["by_operation"]["v2:GetApis"].as_u64(),
+        Some(1),
+        "no listing after the start-up scan: {}",
+        fake.calls()
+    );
+    daemon.stop().expect("stops cleanly");
 }
