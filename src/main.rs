@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use certsentinel::config::{ConfigError, LogFormat, Settings};
-use certsentinel::daemon::state_api::{Found, Outbox, StateClient};
+use certsentinel::daemon::state_api::{self, Found, Outbox, StateClient};
 use certsentinel::daemon::{Daemon, ScanStore, scan_once};
 use certsentinel::inventory::{aws, scan};
 use certsentinel::lifecycle::{Band, CertificateRecord};
@@ -209,8 +209,13 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     reason: e.to_string(),
                 }
             })?;
+            let warning = if settings.daemon.scans_on_schedule() {
+                String::new()
+            } else {
+                format!("# warning: {}\n", certsentinel::config::EVENTS_ONLY_WARNING)
+            };
             out(format!(
-                "# certsentinel run will run: {}\n{}",
+                "# certsentinel run will run: {}\n{warning}{}",
                 settings.mode(),
                 settings.to_redacted_toml()
             ))?;
@@ -494,7 +499,8 @@ impl StateSource {
             Err(locked @ StoreError::Locked { .. }) => {
                 let Some(client) = StateClient::for_listen(&settings.daemon.listen) else {
                     anyhow::bail!(
-                        "{locked}; daemon.listen is empty, so its state cannot be read while it runs"
+                        "{locked}; daemon.listen ({:?}) names no address to read its state through while it runs",
+                        settings.daemon.listen
                     );
                 };
                 let runtime = runtime()?;
@@ -534,17 +540,7 @@ impl StateSource {
 
     fn find(&self, name: &str) -> anyhow::Result<Vec<Found>> {
         Ok(match self {
-            StateSource::Store(s) => s
-                .find(name)?
-                .into_iter()
-                .map(|record| {
-                    Ok::<_, certsentinel::store::StoreError>(Found {
-                        pending_intents: s.pending_for(&record.key)?,
-                        delivered_intents: s.delivered_for(&record.key)?,
-                        record,
-                    })
-                })
-                .collect::<Result<_, _>>()?,
+            StateSource::Store(s) => state_api::find(s, name)?,
             StateSource::Daemon { client, runtime } => runtime.block_on(client.find(name))?,
         })
     }

@@ -138,6 +138,9 @@ impl DaemonSettings {
     }
 }
 
+/// Said by `check-config` and at start when the daemon has no schedule: what it gives up.
+pub const EVENTS_ONLY_WARNING: &str = "without daemon.schedule, certificates are decided only when a change event names them: a window entered, a step reached or an expiry passes unnoticed until then, and an account that cannot be read is never reported; keep a schedule (a daily scan is enough) unless another certsentinel scans the same store";
+
 /// The change events the daemon consumes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -396,6 +399,17 @@ impl Settings {
         self.store.validate()?;
         self.daemon.validate()?;
         self.events.validate()?;
+        if self.events.enabled()
+            && self.aws.call_timeout_secs <= u64::from(self.events.wait_time_secs)
+        {
+            return invalid(
+                "aws.call_timeout_secs",
+                format!(
+                    "{} s is not longer than events.wait_time_secs ({} s): every long poll would time out",
+                    self.aws.call_timeout_secs, self.events.wait_time_secs
+                ),
+            );
+        }
         if !self.daemon.scans_on_schedule() && !self.events.enabled() {
             return invalid(
                 "daemon.schedule",

@@ -1,6 +1,6 @@
 //! The long-running daemon: built from settings, run until a shutdown future resolves.
-//! The scan worker repeats the step of [`super::scan_once`], in its two halves so that only
-//! the reading is cancelled by a shutdown.
+//! The scan worker repeats [`super::scan_and_record`] (each account and region recorded as
+//! it is read); the event receivers repeat [`Changes::handle`].
 //!
 //! Tasks, siblings in one `JoinSet`, each with a clone of the one shutdown token: the scan
 //! worker (scans on the cron schedule, if there is one, and reconciles each scan into the
@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 
-use super::changes::Changes;
+use super::changes::{Changes, Outcome};
 use super::http::{Observatory, router, two_periods};
 use super::step::{ScanOutcome, open_store, scan_and_record};
 use crate::config::Settings;
@@ -152,6 +152,9 @@ impl Daemon {
         }
         drop(tick_tx);
         let next_scan = next_scan(schedule.as_ref()).await;
+        if !on_schedule {
+            tracing::warn!("{}", crate::config::EVENTS_ONLY_WARNING);
+        }
         tracing::info!(
             mode = %settings.mode(),
             store = %settings.store.path.display(),
@@ -299,8 +302,6 @@ async fn next_scan(schedule: Option<&Schedule>) -> String {
     }
 }
 
-/// Scans on each tick until `stop` is cancelled. A scan that cannot be recorded is logged and
-/// decided again at the next tick.
 /// What the scan worker works with.
 struct ScanWorker {
     settings: Arc<Settings>,
@@ -313,6 +314,8 @@ struct ScanWorker {
     observatory: Arc<Observatory>,
 }
 
+/// Scans on each tick until `stop` is cancelled. A scan that cannot be recorded is logged and
+/// decided again at the next tick.
 async fn scan_worker(worker: ScanWorker, stop: CancellationToken) -> Result<(), DaemonError> {
     let ScanWorker {
         settings,
@@ -404,6 +407,10 @@ async fn event_receiver(
         observatory.queue_answered(queue.url(), answer, throttles - throttles_seen);
         throttles_seen = throttles;
     };
+    tokio::select! {
+        _ = stop.cancelled() => return Ok(()),
+        checked = queue.check() => answered(&observatory, checked.map_err(|e| e.to_string())),
+    }
     loop {
         let received = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -432,10 +439,29 @@ async fn event_receiver(
         }
         observatory.messages_received(messages.iter().filter_map(|m| m.sent_at).min());
         // From here the batch is finished whatever `stop` says: decisions are committed
-        // before any message is deleted.
-        let handled = changes.handle(messages).await?;
+        // before any message is deleted. Meanwhile its messages are kept hidden, however long
+        // the reads take (a throttled account waits its patience out).
+        let handling = changes.handle(messages.clone());
+        tokio::pin!(handling);
+        let half = queue.visibility_timeout() / 2;
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
+        let handled = loop {
+            tokio::select! {
+                handled = &mut handling => break handled?,
+                _ = beat.tick() => {
+                    if let Err(e) = queue.keep_hidden(&messages).await {
+                        tracing::warn!(error = %e, "could not keep the messages in hand hidden: they may be handled twice, which changes nothing");
+                    }
+                }
+            }
+        };
         observatory.events_handled(&handled.events);
-        for event in handled.events.iter().filter(|e| e.outcome == "reread") {
+        observatory.calls_made(&handled.calls);
+        for event in handled
+            .events
+            .iter()
+            .filter(|e| e.outcome == Outcome::Reread)
+        {
             tracing::info!(message_id = %event.message_id, event = %event.event_name, "change read again and decided");
         }
         for intent in &handled.intents {

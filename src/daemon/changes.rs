@@ -30,13 +30,38 @@ use crate::inventory::call::CallGate;
 use crate::inventory::control_plane::ControlPlane;
 use crate::inventory::owner::OwnershipRules;
 use crate::inventory::reread::{Reread, Wanted, reread};
+use crate::lifecycle::Policy;
 use crate::lifecycle::{CertificateRecord, Intent, ObservationSource};
 use crate::observe::{InDoubt, RegionIndex, missing, present};
 use crate::store::{SledStore, Store, StoreError};
 
 /// How long an account found not scanned is taken as such before asking again (an account
-/// may join the organization or the configuration may be reloaded).
+/// may join the organization meanwhile).
 const NOT_SCANNED_TTL: Duration = Duration::from_secs(3600);
+/// How long an account that could not be opened is left before trying again, so that one
+/// batch does not ask STS once per message.
+const UNREACHABLE_TTL: Duration = Duration::from_secs(30);
+/// Rounds of widening after a re-read found certificates the store did not point to.
+const WIDEN_ROUNDS: usize = 2;
+
+/// What became of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Read again and decided durably.
+    Reread,
+    /// Acknowledged and counted, never read (a failed or read-only call, another service, a
+    /// change that cannot touch a certificate).
+    Ignored,
+    /// An account or region certsentinel does not scan: acknowledged, not read.
+    NotScanned,
+    /// No event: left for the dead-letter queue.
+    Rejected,
+    /// What it names could not be read or decided now: left to reappear.
+    Retried,
+}
+
+serde_plain::derive_display_from_serialize!(Outcome);
 
 /// What became of one event, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,9 +69,8 @@ pub struct EventOutcome {
     pub message_id: String,
     /// CloudTrail's event name; empty for a message that is no event.
     pub event_name: String,
-    /// `reread`, `ignored`, `not_scanned`, `rejected` or `read_failed`.
-    pub outcome: &'static str,
-    /// Why it was ignored or rejected; empty otherwise.
+    pub outcome: Outcome,
+    /// Why it was ignored, rejected or retried; empty otherwise.
     pub reason: String,
 }
 
@@ -62,17 +86,22 @@ pub struct Handled {
     pub events: Vec<EventOutcome>,
     /// Certificates observed.
     pub observations: usize,
+    /// The AWS calls the re-reads made, by (operation, outcome).
+    pub calls: BTreeMap<(String, String), u64>,
 }
 
-/// The change-event step, with what it keeps between batches: each account's session and each
-/// account and region's reader (its rate limit and call counter).
+/// What is known of one account: its session (`Some`), not scanned (`None`), or why it could
+/// not be opened; and since when.
+type AccountLookup = (Result<Option<AccountSession>, String>, Instant);
+
+/// The change-event step, with what it keeps between batches: each account's session (its
+/// credentials refresh themselves).
 pub struct Changes {
     settings: Arc<Settings>,
     base: SdkConfig,
     store: Arc<SledStore>,
     rules: OwnershipRules,
-    accounts: Mutex<HashMap<String, (Option<AccountSession>, Instant)>>,
-    planes: Mutex<HashMap<(String, String), Arc<ControlPlane>>>,
+    accounts: Mutex<HashMap<String, AccountLookup>>,
 }
 
 /// One account and region's share of a batch.
@@ -90,7 +119,6 @@ impl Changes {
             base,
             store,
             accounts: Mutex::new(HashMap::new()),
-            planes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -118,7 +146,7 @@ impl Changes {
                         error = %rejected,
                         "a message that is no change event is left for the queue's dead-letter queue"
                     );
-                    outcomes[i] = Some(outcome("", "rejected", rejected.as_str()));
+                    outcomes[i] = Some(outcome("", Outcome::Rejected, rejected.as_str()));
                     continue;
                 }
             };
@@ -127,17 +155,17 @@ impl Changes {
                 Action::Ignore(why) => {
                     tracing::debug!(message_id = %message.id, event = name, reason = why.as_str(), "event ignored");
                     done[i] = true;
-                    outcomes[i] = Some(outcome(name, "ignored", why.as_str()));
+                    outcomes[i] = Some(outcome(name, Outcome::Ignored, why.as_str()));
                     continue;
                 }
                 Action::Reread(targets) => targets,
             };
             if !aws::scans_region(&self.settings.aws, &decoded.region)
-                || !self.scans_account(&decoded.account).await
+                || matches!(self.session(&decoded.account).await, Ok(None))
             {
                 tracing::info!(message_id = %message.id, event = name, account = %decoded.account, region = %decoded.region, "event for an account or region certsentinel does not scan: acknowledged, not read");
                 done[i] = true;
-                outcomes[i] = Some(outcome(name, "not_scanned", ""));
+                outcomes[i] = Some(outcome(name, Outcome::NotScanned, ""));
                 continue;
             }
             let group = groups
@@ -147,11 +175,15 @@ impl Changes {
             group
                 .wanted
                 .merge(wanted(&decoded.account, &decoded.region, targets));
-            outcomes[i] = Some(outcome(name, "reread", ""));
+            outcomes[i] = Some(outcome(name, Outcome::Reread, ""));
         }
 
         for ((account, region), group) in groups {
-            match self.decide(&account, &region, group.wanted).await {
+            let (decided, calls) = self.decide(&account, &region, group.wanted).await;
+            for (k, n) in calls {
+                *out.calls.entry(k).or_insert(0) += n;
+            }
+            match decided {
                 Ok(decided) => {
                     out.observations += decided.observations;
                     out.intents.extend(decided.intents);
@@ -159,11 +191,11 @@ impl Changes {
                         done[i] = true;
                     }
                 }
-                Err(Failure::Read(why)) => {
-                    tracing::warn!(%account, %region, error = %why, messages = group.messages.len(), "could not read what the events name: their messages reappear after the visibility timeout");
+                Err(Failure::Retry(why)) => {
+                    tracing::warn!(%account, %region, reason = %why, messages = group.messages.len(), "not decided now: the messages reappear after the visibility timeout");
                     for i in group.messages {
                         if let Some(o) = outcomes[i].as_mut() {
-                            o.outcome = "read_failed";
+                            o.outcome = Outcome::Retried;
                             o.reason = why.clone();
                         }
                     }
@@ -182,90 +214,131 @@ impl Changes {
         Ok(out)
     }
 
-    /// Whether certsentinel scans `account` (cached; an account not scanned is asked again
-    /// after an hour). An account that cannot be opened counts as scanned: its read fails and
-    /// its messages reappear.
-    async fn scans_account(&self, account: &str) -> bool {
-        let mut accounts = self.accounts.lock().await;
-        if let Some((session, at)) = accounts.get(account)
-            && (session.is_some() || at.elapsed() < NOT_SCANNED_TTL)
-        {
-            return session.is_some();
-        }
-        match aws::scanned_account(&self.settings.aws, &self.base, account).await {
-            Ok(session) => {
-                let scanned = session.is_some();
-                accounts.insert(account.to_string(), (session, Instant::now()));
-                scanned
+    /// The session of `account`, `None` when certsentinel does not scan it; cached (an
+    /// account not scanned is asked about again after an hour, one that could not be opened
+    /// after half a minute). No lock is held while AWS is asked.
+    async fn session(&self, account: &str) -> Result<Option<AccountSession>, String> {
+        if let Some((known, at)) = self.accounts.lock().await.get(account) {
+            let fresh = match known {
+                Ok(Some(_)) => true,
+                Ok(None) => at.elapsed() < NOT_SCANNED_TTL,
+                Err(_) => at.elapsed() < UNREACHABLE_TTL,
+            };
+            if fresh {
+                return known.clone();
             }
-            Err(_) => true,
         }
+        let looked = aws::scanned_account(&self.settings.aws, &self.base, account)
+            .await
+            .map_err(|f| f.reason);
+        self.accounts
+            .lock()
+            .await
+            .insert(account.to_string(), (looked.clone(), Instant::now()));
+        looked
     }
 
-    /// The reader of one account and region, opened on first use.
-    async fn plane(&self, account: &str, region: &str) -> Result<Arc<ControlPlane>, String> {
-        let key = (account.to_string(), region.to_string());
-        if let Some(plane) = self.planes.lock().await.get(&key) {
-            return Ok(plane.clone());
-        }
-        let session = {
-            let accounts = self.accounts.lock().await;
-            accounts.get(account).and_then(|(s, _)| s.clone())
-        };
-        let session = match session {
-            Some(session) => session,
-            None => aws::scanned_account(&self.settings.aws, &self.base, account)
-                .await
-                .map_err(|f| f.reason)?
-                .ok_or_else(|| format!("account {account} is not scanned"))?,
-        };
-        let sdk = aws::in_region(&session.sdk, region);
-        let gate = CallGate::new(&self.settings.aws.rate_limit, &self.settings.aws.retry);
-        let plane = Arc::new(ControlPlane::new(&session.id, region, &sdk, gate));
-        self.planes.lock().await.insert(key, plane.clone());
-        Ok(plane)
-    }
-
-    /// Reads again what one account and region's events name, and decides it durably.
+    /// Reads again what one account and region's events name, and decides it durably; with
+    /// the calls the reads made. A reader of its own each time: its clock watch says what
+    /// this read saw, not the worst of the process's life.
     async fn decide(
         &self,
         account: &str,
         region: &str,
         wanted: Wanted,
+    ) -> (Result<Reconciled, Failure>, BTreeMap<(String, String), u64>) {
+        let session = match self.session(account).await {
+            Ok(Some(session)) => session,
+            Ok(None) => {
+                return (
+                    Err(Failure::Retry(format!("account {account} is not scanned"))),
+                    BTreeMap::new(),
+                );
+            }
+            Err(why) => return (Err(Failure::Retry(why)), BTreeMap::new()),
+        };
+        let sdk = aws::in_region(&session.sdk, region);
+        let gate = CallGate::new(&self.settings.aws.rate_limit, &self.settings.aws.retry);
+        let plane = ControlPlane::new(&session.id, region, &sdk, gate);
+        let decided = self.read_and_decide(&plane, wanted).await;
+        (decided, plane.call_outcomes())
+    }
+
+    async fn read_and_decide(
+        &self,
+        plane: &ControlPlane,
+        wanted: Wanted,
     ) -> Result<Reconciled, Failure> {
-        let plane = self.plane(account, region).await.map_err(Failure::Read)?;
         let started = Utc::now();
+        let retry = |e: crate::inventory::call::CallError| Failure::Retry(e.to_string());
         let store = self.store.clone();
-        let (account_, region_) = (account.to_string(), region.to_string());
-        let (wanted, records) =
-            blocking(move || widen(store.as_ref(), &account_, &region_, wanted)).await??;
-        let read = reread(&plane, &self.rules, &wanted)
-            .await
-            .map_err(|e| Failure::Read(e.to_string()))?;
+        let (account, region) = (plane.account.clone(), plane.region.clone());
+        let (mut wanted, mut records) =
+            blocking(move || widen(store.as_ref(), &account, &region, wanted)).await??;
+        let mut read = reread(plane, &self.rules, &wanted).await.map_err(retry)?;
+        // The read found certificates the store did not point to (a stage switched to one, a
+        // whole API read): every stage their records name is read too, or they would be
+        // judged on part of their stages.
+        for _ in 0..WIDEN_ROUNDS {
+            let found: Vec<CertificateKey> = read
+                .inventory
+                .certificates
+                .iter()
+                .map(|c| c.key.clone())
+                .filter(|k| !records.contains_key(k))
+                .collect();
+            if found.is_empty() {
+                break;
+            }
+            let store = self.store.clone();
+            let stages = wanted.stages.len();
+            let (more, loaded) =
+                blocking(move || widen_with(store.as_ref(), found, wanted)).await??;
+            wanted = more;
+            let loaded_any = !loaded.is_empty();
+            records.extend(loaded);
+            if wanted.stages.len() == stages {
+                if loaded_any {
+                    continue;
+                }
+                break;
+            }
+            read = reread(plane, &self.rules, &wanted).await.map_err(retry)?;
+        }
         if let Some(skew) = plane.clock_skew_seconds()
             && skew.unsigned_abs() > self.settings.aws.max_clock_skew_secs
         {
-            return Err(Failure::Read(format!(
+            return Err(Failure::Retry(format!(
                 "this host's clock is {skew} s off AWS's (more than aws.max_clock_skew_secs): nothing was decided"
             )));
         }
         let store = self.store.clone();
         let policy = self.settings.policy.clone();
-        blocking(move || record(store.as_ref(), &read, &records, &policy, started))
-            .await?
-            .map_err(|e| match e {
-                // Decided again and again refused: others keep deciding these certificates.
-                // The messages reappear and are decided once more, later.
-                StoreError::Conflict { .. } => Failure::Read(e.to_string()),
-                e => Failure::Store(e),
-            })
+        let decided =
+            blocking(move || decide_and_commit(store.as_ref(), &read, &records, &policy, started))
+                .await?
+                .map_err(Failure::Store)?;
+        if let Some((certificate, stages)) = decided.in_doubt.first() {
+            // Decided what could be; the rest when the messages reappear.
+            return Err(Failure::Retry(format!(
+                "{} certificate(s) not decided: stages of {certificate} were not read ({})",
+                decided.in_doubt.len(),
+                stages
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(decided)
     }
 }
 
 /// Why an account and region's events were not decided.
 enum Failure {
-    /// A read failed: the messages reappear.
-    Read(String),
+    /// Not now (a read failed, the clock is off, stages of a certificate were not read, its
+    /// record kept moving): the messages reappear and are decided then.
+    Retry(String),
     /// The store failed: the daemon stops.
     Store(StoreError),
 }
@@ -381,13 +454,33 @@ fn widen(
     Ok((wanted, records))
 }
 
+/// Widens `wanted` with the stored records of `keys` (certificates a read found): every stage
+/// they name. Returns the records found.
+fn widen_with(
+    store: &dyn Store,
+    keys: Vec<CertificateKey>,
+    mut wanted: Wanted,
+) -> Result<(Wanted, HashMap<CertificateKey, CertificateRecord>), StoreError> {
+    let mut records = HashMap::new();
+    for key in keys {
+        if let Some(record) = store.load(&key)? {
+            wanted
+                .stages
+                .extend(record.users.iter().map(|u| u.stage.clone()));
+            wanted.certificates.insert(key.id.clone());
+            records.insert(key, record);
+        }
+    }
+    Ok((wanted, records))
+}
+
 /// Observes what a re-read found and decides it, committing durably (compare-and-swap on
 /// each record, decided again on conflict).
-fn record(
+fn decide_and_commit(
     store: &dyn Store,
     read: &Reread,
     records: &HashMap<CertificateKey, CertificateRecord>,
-    policy: &crate::lifecycle::Policy,
+    policy: &Policy,
     observed_at: DateTime<Utc>,
 ) -> Result<Reconciled, StoreError> {
     let index = RegionIndex::new(&read.inventory, &read.gone_stages);
@@ -413,9 +506,7 @@ fn record(
             }
             Ok(None) => out.unjudged.push(certificate.key.clone()),
             Err(InDoubt(stages)) => {
-                // A stage its record does not name yet (a change not yet told): the next
-                // event or scan decides it.
-                tracing::debug!(certificate = %certificate.key, stages = stages.len(), "not decided from this read: stages of it were not read");
+                // Stages its record names that this read did not cover: not decided from it.
                 out.in_doubt.push((certificate.key.clone(), stages));
             }
         }

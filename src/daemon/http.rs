@@ -145,7 +145,7 @@ impl Observatory {
         let events = Family::<EventLabel, Counter>::default();
         registry.register(
             "events",
-            "Change events received, by CloudTrail event name and outcome (reread, ignored, not_scanned, rejected, read_failed) with its reason",
+            "Change events received, by CloudTrail event name and outcome (reread, ignored, not_scanned, rejected, retried) with its reason",
             events.clone(),
         );
         let oldest_message_age = Gauge::default();
@@ -239,12 +239,20 @@ impl Observatory {
 
     /// What became of the events of one batch.
     pub fn events_handled(&self, events: &[super::changes::EventOutcome]) {
+        use super::changes::Outcome;
         for e in events {
+            // Label values stay few: other services' event names and the text of a retry's
+            // reason are not labels.
+            let other = e.outcome == Outcome::Ignored && e.reason == "other_service";
             self.events
                 .get_or_create(&EventLabel {
-                    event: e.event_name.clone(),
+                    event: if other {
+                        "other".to_string()
+                    } else {
+                        e.event_name.clone()
+                    },
                     outcome: e.outcome.to_string(),
-                    reason: if e.outcome == "read_failed" {
+                    reason: if e.outcome == Outcome::Retried {
                         String::new()
                     } else {
                         e.reason.clone()

@@ -16,7 +16,8 @@ use crate::config::ENABLED_REGIONS;
 use crate::ids::{CertificateKey, StageKey};
 use crate::inventory::scan::{Scan, TargetReport, TargetStatus};
 use crate::lifecycle::{
-    CertificateRecord, Decision, Intent, Observation, Policy, TargetRead, decide, decide_target,
+    CertificateRecord, Decision, Intent, Observation, Policy, Seen, TargetRead, decide,
+    decide_target,
 };
 use crate::observe::{InDoubt, RegionIndex, missing, present, unconfirmed};
 use crate::store::{Store, StoreError, StoredRegion};
@@ -254,8 +255,8 @@ pub fn reconcile_sight(
     Ok(out)
 }
 
-/// How many times one batch decides a certificate again after its commit was refused because
-/// its record moved on, before the conflict is reported (the next scan decides it again).
+/// How many times a certificate is decided again after its commit was refused because its
+/// record moved on; past it, it is left undecided (the next read decides it).
 const CONFLICT_RETRIES: u32 = 8;
 
 /// Decisions waiting to be committed together, [`BATCH`] at a time, with the observations
@@ -304,14 +305,18 @@ impl<'s> Batch<'s> {
     }
 
     /// Commits what is pending (unless a dry run), deciding again each decision refused as a
-    /// conflict, then counts it as decided.
+    /// conflict, then counts it as decided. A certificate whose current record names a stage
+    /// its observation says nothing of (someone else read it since) is not decided again from
+    /// that observation: it is left in doubt, as are those still refused after
+    /// [`CONFLICT_RETRIES`] tries.
     pub fn flush(&mut self, out: &mut Reconciled) -> Result<(), StoreError> {
         let mut from = 0;
         let mut retries = 0;
+        let mut undecided = vec![false; self.pending.len()];
         while !self.dry_run && from < self.pending.len() {
             match self.store.commit_batch(&self.pending[from..]) {
                 Ok(_) => break,
-                Err(StoreError::Conflict { certificate, .. }) if retries < CONFLICT_RETRIES => {
+                Err(StoreError::Conflict { certificate, .. }) => {
                     // Everything before it is committed; it and the rest are not.
                     let Some(i) = self.pending[from..]
                         .iter()
@@ -321,9 +326,26 @@ impl<'s> Batch<'s> {
                             "a conflict on {certificate}, which this batch does not hold"
                         )));
                     };
+                    if i > 0 {
+                        retries = 0;
+                    }
                     from += i;
-                    retries += 1;
                     let current = self.store.load(&self.pending[from].record.key)?;
+                    let unexplained =
+                        unexplained_stages(&self.observations[from], current.as_ref());
+                    if retries >= CONFLICT_RETRIES || !unexplained.is_empty() {
+                        tracing::debug!(%certificate, "the record moved on while deciding: left for the next read");
+                        out.in_doubt
+                            .push((self.pending[from].record.key.clone(), unexplained));
+                        let d = &mut self.pending[from];
+                        d.stale = true;
+                        d.intents.clear();
+                        undecided[from] = true;
+                        from += 1;
+                        retries = 0;
+                        continue;
+                    }
+                    retries += 1;
                     tracing::debug!(%certificate, "the record moved on while deciding: deciding again");
                     self.pending[from] = decide(
                         current.as_ref(),
@@ -336,7 +358,10 @@ impl<'s> Batch<'s> {
             }
         }
         self.observations.clear();
-        for d in self.pending.drain(..) {
+        for (d, undecided) in self.pending.drain(..).zip(undecided) {
+            if undecided {
+                continue;
+            }
             if d.stale {
                 out.stale += 1;
             }
@@ -344,6 +369,27 @@ impl<'s> Batch<'s> {
         }
         Ok(())
     }
+}
+
+/// The stages `current` names that `obs` neither sees nor accounts for (departed): what
+/// someone read after `obs`'s own reading was decided against an older record.
+fn unexplained_stages(obs: &Observation, current: Option<&CertificateRecord>) -> Vec<StageKey> {
+    let (
+        Some(current),
+        Seen::Present {
+            users, departed, ..
+        },
+    ) = (current, &obs.seen)
+    else {
+        return Vec::new();
+    };
+    current
+        .users
+        .iter()
+        .map(|u| &u.stage)
+        .filter(|s| !users.iter().any(|u| &u.stage == *s) && !departed.contains_key(*s))
+        .cloned()
+        .collect()
 }
 
 /// The stored accounts and regions a failed target stands for: itself, every region of an
@@ -453,6 +499,71 @@ mod tests {
     fn state(store: &SledStore, region: &str, id: &str) -> (CertState, DateTime<Utc>) {
         let r = store.load(&key(region, id)).unwrap().unwrap();
         (r.state, r.last_observed_at)
+    }
+
+    #[test]
+    fn a_decision_refused_for_a_record_that_moved_on_is_decided_again_or_left_in_doubt() {
+        use crate::test_support::{cert, present, user};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+        let policy = Policy::default();
+        let first = present("c1", 0.0, 100.0, vec![user("s1", Some("a"), None)]);
+        store
+            .commit(&decide(None, &first, &policy, at(0.0)))
+            .unwrap();
+        let loaded = store.load(&cert("c1")).unwrap();
+
+        // A scan decides from `loaded`; meanwhile an event commits a later read of the same
+        // stages: the scan's decision is refused, decided again, and is stale (older).
+        let mut out = Reconciled::default();
+        let mut batch = Batch::new(&store, &policy, at(1.0), false);
+        batch
+            .push(
+                present("c1", 0.5, 100.0, vec![user("s1", Some("a"), None)]),
+                loaded.as_ref(),
+                &mut out,
+            )
+            .unwrap();
+        let event = present("c1", 0.7, 100.0, vec![user("s1", Some("a"), None)]);
+        store
+            .commit(&decide(loaded.as_ref(), &event, &policy, at(0.7)))
+            .unwrap();
+        batch.flush(&mut out).unwrap();
+        assert_eq!(out.stale, 1, "decided again: older than what is stored");
+        assert!(out.in_doubt.is_empty());
+        assert_eq!(
+            store.load(&cert("c1")).unwrap().unwrap().last_observed_at,
+            at(0.7)
+        );
+
+        // This time the event saw a second stage, s2, that the scan's observation says nothing
+        // of: deciding again from it would drop s2 unread. It is left in doubt, untouched.
+        let loaded = store.load(&cert("c1")).unwrap();
+        let mut out = Reconciled::default();
+        let mut batch = Batch::new(&store, &policy, at(2.0), false);
+        batch
+            .push(
+                present("c1", 1.5, 100.0, vec![user("s1", Some("a"), None)]),
+                loaded.as_ref(),
+                &mut out,
+            )
+            .unwrap();
+        let both = vec![user("s1", Some("a"), None), user("s2", Some("b"), None)];
+        store
+            .commit(&decide(
+                loaded.as_ref(),
+                &present("c1", 1.0, 100.0, both),
+                &policy,
+                at(1.0),
+            ))
+            .unwrap();
+        batch.flush(&mut out).unwrap();
+        assert_eq!(out.in_doubt.len(), 1, "{out:?}");
+        assert_eq!(out.in_doubt[0].1, vec![crate::test_support::stage("s2")]);
+        assert_eq!(out.stale, 0);
+        let kept = store.load(&cert("c1")).unwrap().unwrap();
+        assert_eq!(kept.users.len(), 2, "s2 kept");
+        assert_eq!(kept.last_observed_at, at(1.0));
     }
 
     #[test]

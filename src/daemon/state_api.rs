@@ -120,20 +120,24 @@ async fn targets(State(store): State<Arc<SledStore>>) -> Response {
     read(store, |s| s.targets()).await
 }
 
-async fn certificate(State(store): State<Arc<SledStore>>, Query(q): Query<NameQuery>) -> Response {
-    read(store, move |s| {
-        s.find(&q.name)?
-            .into_iter()
-            .map(|record| {
-                Ok(Found {
-                    pending_intents: s.pending_for(&record.key)?,
-                    delivered_intents: s.delivered_for(&record.key)?,
-                    record,
-                })
+/// The records `name` matches (an id, an ARN, or account/region/id), each with its intents:
+/// what `state show` prints, from the store or through the daemon.
+pub fn find(store: &dyn Store, name: &str) -> Result<Vec<Found>, StoreError> {
+    store
+        .find(name)?
+        .into_iter()
+        .map(|record| {
+            Ok(Found {
+                pending_intents: store.pending_for(&record.key)?,
+                delivered_intents: store.delivered_for(&record.key)?,
+                record,
             })
-            .collect::<Result<Vec<Found>, StoreError>>()
-    })
-    .await
+        })
+        .collect()
+}
+
+async fn certificate(State(store): State<Arc<SledStore>>, Query(q): Query<NameQuery>) -> Response {
+    read(store, move |s| find(s, &q.name)).await
 }
 
 async fn outbox(State(store): State<Arc<SledStore>>, Query(q): Query<OutboxQuery>) -> Response {

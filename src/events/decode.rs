@@ -124,6 +124,27 @@ const CERTIFICATE_PATH: &str = "/clientCertificateId";
 
 /// Decodes one SQS message body.
 pub fn decode(body: &str) -> Result<Decoded, Rejected> {
+    let decoded = decode_any(body)?;
+    // A change that cannot be placed in an account and region cannot be read again: it goes
+    // to the dead-letter queue, where someone can see it, rather than be dropped.
+    if matches!(decoded.action, Action::Reread(_)) {
+        for (value, field) in [
+            (&decoded.account, "recipientAccountId"),
+            (&decoded.region, "awsRegion"),
+        ] {
+            if value.is_empty() {
+                return Err(Rejected::Incomplete {
+                    event_name: decoded.event_name,
+                    event_id: decoded.event_id,
+                    field,
+                });
+            }
+        }
+    }
+    Ok(decoded)
+}
+
+fn decode_any(body: &str) -> Result<Decoded, Rejected> {
     let outer = parse(body)?;
     let (event, envelope) = match sns_message(&outer) {
         Some(inner) => (parse(inner)?, Envelope::Sns),
@@ -490,6 +511,24 @@ mod tests {
             err.to_string().contains("requestParameters.stageName"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_change_without_its_account_or_region_is_rejected_not_dropped() {
+        let mut event: Value = serde_json::from_str(&body("UpdateStage-bare-record.json")).unwrap();
+        event.as_object_mut().unwrap().remove("awsRegion");
+        let err = decode(&event.to_string()).unwrap_err();
+        assert!(err.to_string().contains("awsRegion"), "{err}");
+        // An EventBridge envelope supplies what the record lacks.
+        let mut event: Value = serde_json::from_str(&body("DeleteStage.json")).unwrap();
+        event["detail"]
+            .as_object_mut()
+            .unwrap()
+            .remove("recipientAccountId");
+        assert_eq!(decode(&event.to_string()).unwrap().account, "111122223333");
+        event.as_object_mut().unwrap().remove("account");
+        let err = decode(&event.to_string()).unwrap_err();
+        assert!(err.to_string().contains("recipientAccountId"), "{err}");
     }
 
     #[test]

@@ -224,7 +224,44 @@ impl Queue {
         Ok(refused)
     }
 
-    /// Whether the queue answers (GetQueueAttributes): what `/readyz` asks.
+    /// Keeps the given deliveries hidden for another visibility timeout from now, while they
+    /// are still being handled (ChangeMessageVisibilityBatch), so a slow read (throttled, say)
+    /// is not handed to another receiver meanwhile. Best effort: a message that reappears is
+    /// decided again, which changes nothing.
+    pub async fn keep_hidden(&self, messages: &[Message]) -> Result<(), QueueError> {
+        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+        for chunk in messages.chunks(MAX_MESSAGES) {
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&m.receipt)
+                        .visibility_timeout(self.visibility_timeout_secs)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            self.call("ChangeMessageVisibilityBatch", || {
+                self.client
+                    .change_message_visibility_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries.clone()))
+                    .send()
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// How long a received message stays hidden.
+    pub fn visibility_timeout(&self) -> Duration {
+        Duration::from_secs(self.visibility_timeout_secs.max(1) as u64)
+    }
+
+    /// Whether the queue answers (GetQueueAttributes): what `/readyz` asks first, before the
+    /// first receive (which may wait its whole long poll) has answered.
     pub async fn check(&self) -> Result<(), QueueError> {
         self.call("GetQueueAttributes", || {
             self.client

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
-use super::call::{CallError, CallGate};
+use super::call::{CallError, CallGate, FailureKind};
 use super::clock::ClockWatch;
 use super::model::{Api, RawCertificate, Stage, Tags};
 use crate::ids::{StageKey, StageKind};
@@ -75,6 +75,16 @@ fn raw_certificate(
         expiration_date: to_chrono(expiration),
         tags: to_tags(tags),
     })
+}
+
+/// An answer that came back but lacks what it must carry: a failed read, never "gone".
+fn malformed(operation: &'static str, what: &str) -> CallError {
+    CallError::Failed {
+        operation,
+        kind: FailureKind::Inconsistent,
+        attempts: 1,
+        message: format!("the answer has no {what}"),
+    }
 }
 
 /// Turns "the service says it does not exist" into `Ok(None)`.
@@ -173,16 +183,17 @@ impl ControlPlane {
                 })
                 .await,
         )?;
-        Ok(out.and_then(|c| {
-            raw_certificate(
-                c.client_certificate_id(),
-                c.description(),
-                c.pem_encoded_certificate(),
-                c.created_date(),
-                c.expiration_date(),
-                c.tags(),
-            )
-        }))
+        let Some(c) = out else { return Ok(None) };
+        raw_certificate(
+            c.client_certificate_id().or(Some(id)),
+            c.description(),
+            c.pem_encoded_certificate(),
+            c.created_date(),
+            c.expiration_date(),
+            c.tags(),
+        )
+        .map(Some)
+        .ok_or_else(|| malformed("GetClientCertificate", "certificate"))
     }
 
     fn rest_api(api: &aws_sdk_apigateway::types::RestApi) -> Option<Api> {
@@ -289,7 +300,15 @@ impl ControlPlane {
                 })
                 .await,
         )?;
-        Ok(out.and_then(|s| self.stage(api, s.stage_name(), s.client_certificate_id(), s.tags())))
+        let Some(s) = out else { return Ok(None) };
+        self.stage(
+            api,
+            s.stage_name().or(Some(stage)),
+            s.client_certificate_id(),
+            s.tags(),
+        )
+        .map(Some)
+        .ok_or_else(|| malformed("GetStage", "stage"))
     }
 
     /// Every v2 API, in the largest pages the service accepts; keeps the WebSocket ones.
@@ -366,14 +385,18 @@ impl ControlPlane {
                         .call("GetApi", || self.v2.get_api().api_id(api_id).send())
                         .await,
                 )?;
-                Ok(out
-                    .filter(|a| a.protocol_type() == Some(&ProtocolType::Websocket))
-                    .map(|a| Api {
+                let Some(a) = out else { return Ok(None) };
+                match a.protocol_type() {
+                    Some(ProtocolType::Websocket) => Ok(Some(Api {
                         kind,
                         id: a.api_id().unwrap_or(api_id).to_string(),
                         name: a.name().unwrap_or_default().to_string(),
                         tags: to_tags(a.tags()),
-                    }))
+                    })),
+                    // An HTTP API presents no client certificate: no stage of it is ours.
+                    Some(ProtocolType::Http) => Ok(None),
+                    _ => Err(malformed("GetApi", "protocol type")),
+                }
             }
         }
     }
@@ -398,9 +421,15 @@ impl ControlPlane {
                         })
                         .await,
                 )?;
-                Ok(out.and_then(|s| {
-                    self.stage(api, s.stage_name(), s.client_certificate_id(), s.tags())
-                }))
+                let Some(s) = out else { return Ok(None) };
+                self.stage(
+                    api,
+                    s.stage_name().or(Some(stage)),
+                    s.client_certificate_id(),
+                    s.tags(),
+                )
+                .map(Some)
+                .ok_or_else(|| malformed("GetStageV2", "stage"))
             }
         }
     }

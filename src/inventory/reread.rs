@@ -28,10 +28,6 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    pub fn is_empty(&self) -> bool {
-        self.certificates.is_empty() && self.stages.is_empty() && self.apis.is_empty()
-    }
-
     /// Adds everything `other` wants.
     pub fn merge(&mut self, other: Wanted) {
         self.certificates.extend(other.certificates);
@@ -76,22 +72,19 @@ pub async fn reread(
             out.gone_stages.extend(named.into_iter().cloned());
             continue;
         };
+        // A whole API: its listing; a stage named elsewhere that the listing lacks is read
+        // on its own before it counts as gone (nothing is gone on a listing's word).
+        let mut unread = named;
         if wanted.apis.contains(&(kind, api_id.to_string())) {
             let listed = plane.api_stages(&api).await?.unwrap_or_default();
-            out.gone_stages.extend(
-                named
-                    .into_iter()
-                    .filter(|k| !listed.iter().any(|s| &s.key == *k))
-                    .cloned(),
-            );
+            unread.retain(|k| !listed.iter().any(|s| &s.key == *k));
             stages.extend(listed);
-        } else {
-            for key in named {
-                match plane.get_stage(&api, &key.stage_name).await? {
-                    Some(stage) => stages.push(stage),
-                    None => {
-                        out.gone_stages.insert(key.clone());
-                    }
+        }
+        for key in unread {
+            match plane.get_stage(&api, &key.stage_name).await? {
+                Some(stage) => stages.push(stage),
+                None => {
+                    out.gone_stages.insert(key.clone());
                 }
             }
         }

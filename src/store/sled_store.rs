@@ -431,7 +431,9 @@ impl SledStore {
             key: CertificateKey,
             users: Vec<crate::lifecycle::StageUser>,
         }
+        const CHUNK: usize = 4_096;
         let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
         for item in self.records.iter() {
             let (k, v) = item?;
             let record: Users =
@@ -442,6 +444,11 @@ impl SledStore {
                 })?;
             for user in &record.users {
                 batch.insert(presenter_key(&user.stage, &record.key.id), &[]);
+                in_batch += 1;
+            }
+            if in_batch >= CHUNK {
+                self.presenters.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
             }
         }
         self.presenters.apply_batch(batch)?;
@@ -529,8 +536,9 @@ impl SledStore {
             TransactionError::Storage(e) => StoreError::Sled(e),
         };
         if group.iter().all(|p| p.decision.intents.is_empty()) {
-            // Most observations of a scan change no one's tickets: a two-tree transaction is
-            // enough and costs less than the four-tree one.
+            // Most observations of a scan change no one's tickets: a transaction over the
+            // records, locations and presenters is enough, and costs less than one that also
+            // takes the outbox and its keys.
             return (&self.records, &self.locations, &self.presenters)
                 .transaction(|(records, locations, presenters)| {
                     for p in group {

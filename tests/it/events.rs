@@ -559,3 +559,55 @@ fn a_websocket_stage_switched_and_an_api_tag_changed_are_read_again_from_their_e
     );
     daemon.stop().expect("stops cleanly");
 }
+
+#[test]
+fn a_certificate_found_through_a_stage_is_decided_on_every_stage_its_record_names() {
+    let moto = Moto::start();
+    let queue = moto.queue("events", 1, None);
+    let fake = FakeControlPlane::start();
+    fake.seed(json!({
+        "certificates": [{"id": "oldcert001", "not_after": days_from_now(20)},
+                         {"id": "newcert001", "not_after": days_from_now(300)}],
+        "rest_apis": [{"id": "orders0001", "name": "orders-api", "stages": [
+            {"name": "prod", "client_certificate_id": "oldcert001", "tags": {"owner": "payments"}},
+            {"name": "dev", "client_certificate_id": "newcert001", "tags": {"owner": "payments"}}]}]
+    }));
+    let jira = JiraFake::start("cloud", 0.0);
+    let daemon = RunningDaemon::start(&events_config(&queue, &jira), ENV, &fake);
+    eventually(30, "the first scan's issue", || jira.issues().len() == 1);
+    // prod is switched while no event is published (one lost on the way, say) ...
+    switch_stage(&fake, "orders0001", "prod", "newcert001");
+    // ... and the next event names only the stage: a deployment to it.
+    fake.publish_events(&queue, false);
+    aws(
+        &fake.url,
+        &[
+            "apigateway",
+            "create-deployment",
+            "--rest-api-id",
+            "orders0001",
+            "--stage-name",
+            "prod",
+        ],
+    );
+    eventually(10, "payments' issue done", || payments_done(&jira));
+    let new = record(&daemon, "newcert001");
+    let mut stages: Vec<&str> = new
+        .users
+        .iter()
+        .map(|u| u.stage.stage_name.as_str())
+        .collect();
+    stages.sort();
+    assert_eq!(
+        stages,
+        ["dev", "prod"],
+        "decided on both its stages, dev read too"
+    );
+    assert!(open_owners(&record(&daemon, "oldcert001")).is_empty());
+    drained(&moto, &queue);
+    assert_eq!(
+        daemon.metric("certsentinel_events_total", &[("outcome", "retried")]),
+        0.0
+    );
+    daemon.stop().expect("stops cleanly");
+}
