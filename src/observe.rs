@@ -43,10 +43,16 @@ impl<'a> RegionIndex<'a> {
     /// `confirmed_gone`.
     pub fn new(inventory: &'a RegionInventory, confirmed_gone: &'a HashSet<StageKey>) -> Self {
         RegionIndex {
+            // Every stage read: those presenting a certificate are in its `used_by`.
             stages: inventory
                 .stages
                 .iter()
                 .map(|s| (&s.key, s.certificate_ref.as_deref()))
+                .chain(inventory.certificates.iter().flat_map(|c| {
+                    c.used_by
+                        .iter()
+                        .map(move |u| (&u.stage, Some(c.key.id.as_str())))
+                }))
                 .collect(),
             certificates: inventory
                 .certificates

@@ -182,8 +182,10 @@ pub struct RegionInventory {
     pub account: String,
     pub region: String,
     pub certificates: Vec<Certificate>,
-    /// Every stage read, with or without a certificate (the engine needs to know where a stage
-    /// went when it stops presenting one).
+    /// Every stage read that presents no certificate that could be read (none, or a dangling
+    /// reference). A stage presenting one is in that certificate's `used_by`; together they
+    /// are every stage read (the engine needs to know where a stage went when it stops
+    /// presenting a certificate).
     pub stages: Vec<Stage>,
     pub dangling: Vec<DanglingReference>,
 }

@@ -540,8 +540,12 @@ pub(super) async fn join(
     let empty = BTreeMap::new();
     let mut uses: BTreeMap<String, Vec<StageUse>> = BTreeMap::new();
     let mut dangling = Vec::new();
-    for stage in &stages {
-        let Some(reference) = stage.certificate_ref.as_deref() else {
+    // A stage that presents a certificate lives on in that certificate's `used_by`; only the
+    // others are kept apart, so the inventory does not hold every stage twice.
+    let mut others = Vec::new();
+    for stage in stages {
+        let Some(reference) = stage.certificate_ref.clone() else {
+            others.push(stage);
             continue;
         };
         let api_tags = apis
@@ -549,25 +553,31 @@ pub(super) async fn join(
             .map(|a| &a.tags)
             .unwrap_or(&empty);
         let cert_tags = generated
-            .get(reference)
+            .get(&reference)
             .map(|c| &c.raw.tags)
             .unwrap_or(&empty);
-        let stage_use = StageUse {
-            stage: stage.key.clone(),
-            api_name: stage.api_name.clone(),
-            owner: rules.owner(&stage.tags, api_tags, cert_tags),
-            partner: rules.partner(&stage.tags, api_tags),
-        };
-        match resolve(plane, reference, &generated, &acm) {
-            Ok(()) => uses
-                .entry(reference.to_string())
-                .or_default()
-                .push(stage_use),
-            Err(reason) => dangling.push(DanglingReference {
-                stage: stage_use,
-                certificate_ref: reference.to_string(),
-                reason,
+        let owner = rules.owner(&stage.tags, api_tags, cert_tags);
+        let partner = rules.partner(&stage.tags, api_tags);
+        match resolve(plane, &reference, &generated, &acm) {
+            Ok(()) => uses.entry(reference).or_default().push(StageUse {
+                stage: stage.key,
+                api_name: stage.api_name,
+                owner,
+                partner,
             }),
+            Err(reason) => {
+                dangling.push(DanglingReference {
+                    stage: StageUse {
+                        stage: stage.key.clone(),
+                        api_name: stage.api_name.clone(),
+                        owner,
+                        partner,
+                    },
+                    certificate_ref: reference,
+                    reason,
+                });
+                others.push(stage);
+            }
         }
     }
 
@@ -592,7 +602,7 @@ pub(super) async fn join(
         account: plane.account.clone(),
         region: plane.region.clone(),
         certificates,
-        stages,
+        stages: others,
         dangling,
     })
 }

@@ -630,7 +630,11 @@ impl<'a> Prepared<'a> {
         locations.insert(self.key.as_slice(), &self.location)?;
         let id = &self.decision.record.key.id;
         for user in &self.decision.record.users {
-            presenters.insert(presenter_key(&user.stage, id), &[])?;
+            // Most commits (a re-scan) find the entry there: a read, not a log write.
+            let key = presenter_key(&user.stage, id);
+            if presenters.get(&key)?.is_none() {
+                presenters.insert(key, &[])?;
+            }
         }
         Ok(())
     }
