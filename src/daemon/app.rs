@@ -464,15 +464,7 @@ async fn event_receiver(
         {
             tracing::info!(message_id = %event.message_id, event = %event.event_name, "change read again and decided");
         }
-        for intent in &handled.intents {
-            tracing::info!(
-                certificate = %intent.certificate,
-                owner = intent.owner.as_deref().unwrap_or(output::NO_OWNER),
-                key = %intent.key,
-                "{}",
-                output::intent_words(intent)
-            );
-        }
+        log_intents(&handled.intents);
         if !handled.intents.is_empty() {
             decided.notify_one();
         }
@@ -524,10 +516,9 @@ async fn delivery_worker(
     }
 }
 
-/// Logs what a scan did: each decided intent on one line, ignored stale observations, the
-/// targets that could not be read, the totals, and when the next scan is.
-async fn report(done: &ScanOutcome, started: Instant, schedule: Option<&Schedule>) {
-    for intent in &done.reconciled.intents {
+/// Each decided intent on one line, in words.
+fn log_intents(intents: &[crate::lifecycle::Intent]) {
+    for intent in intents {
         tracing::info!(
             certificate = %intent.certificate,
             owner = intent.owner.as_deref().unwrap_or(output::NO_OWNER),
@@ -536,6 +527,12 @@ async fn report(done: &ScanOutcome, started: Instant, schedule: Option<&Schedule
             output::intent_words(intent)
         );
     }
+}
+
+/// Logs what a scan did: each decided intent on one line, ignored stale observations, the
+/// targets that could not be read, the totals, and when the next scan is.
+async fn report(done: &ScanOutcome, started: Instant, schedule: Option<&Schedule>) {
+    log_intents(&done.reconciled.intents);
     if done.reconciled.stale > 0 {
         tracing::warn!(
             stale = done.reconciled.stale,

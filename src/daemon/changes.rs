@@ -293,7 +293,7 @@ impl Changes {
             let store = self.store.clone();
             let stages = wanted.stages.len();
             let (more, loaded) =
-                blocking(move || widen_with(store.as_ref(), found, wanted)).await??;
+                blocking(move || widen_with(store.as_ref(), found, wanted, |_, _| true)).await??;
             wanted = more;
             let loaded_any = !loaded.is_empty();
             records.extend(loaded);
@@ -415,7 +415,7 @@ fn widen(
     store: &dyn Store,
     account: &str,
     region: &str,
-    mut wanted: Wanted,
+    wanted: Wanted,
 ) -> Result<(Wanted, HashMap<CertificateKey, CertificateRecord>), StoreError> {
     let mut certificates: BTreeSet<CertificateKey> = BTreeSet::new();
     for stage in &wanted.stages {
@@ -435,14 +435,30 @@ fn widen(
         region: region.to_string(),
         id: id.clone(),
     }));
+    let named = wanted.certificates.clone();
+    // An entry left by a stage that moved on names a certificate no stage there presents:
+    // nothing of it to read, unless the event names it.
+    widen_with(store, certificates, wanted, |key, record| {
+        record.in_use() || named.contains(&key.id)
+    })
+}
+
+/// Widens `wanted` with the stored records of `keys` that `keep` keeps: every stage they name.
+/// A key without a record is wanted as it is (a certificate new to the store). Returns the
+/// records kept.
+fn widen_with(
+    store: &dyn Store,
+    keys: impl IntoIterator<Item = CertificateKey>,
+    mut wanted: Wanted,
+    keep: impl Fn(&CertificateKey, &CertificateRecord) -> bool,
+) -> Result<(Wanted, HashMap<CertificateKey, CertificateRecord>), StoreError> {
     let mut records = HashMap::new();
-    for key in certificates {
+    for key in keys {
         let Some(record) = store.load(&key)? else {
             wanted.certificates.insert(key.id);
             continue;
         };
-        if !record.in_use() && !wanted.certificates.contains(&key.id) {
-            // An entry left by a stage that moved on: nothing of it to read.
+        if !keep(&key, &record) {
             continue;
         }
         wanted
@@ -450,26 +466,6 @@ fn widen(
             .extend(record.users.iter().map(|u| u.stage.clone()));
         wanted.certificates.insert(key.id.clone());
         records.insert(key, record);
-    }
-    Ok((wanted, records))
-}
-
-/// Widens `wanted` with the stored records of `keys` (certificates a read found): every stage
-/// they name. Returns the records found.
-fn widen_with(
-    store: &dyn Store,
-    keys: Vec<CertificateKey>,
-    mut wanted: Wanted,
-) -> Result<(Wanted, HashMap<CertificateKey, CertificateRecord>), StoreError> {
-    let mut records = HashMap::new();
-    for key in keys {
-        if let Some(record) = store.load(&key)? {
-            wanted
-                .stages
-                .extend(record.users.iter().map(|u| u.stage.clone()));
-            wanted.certificates.insert(key.id.clone());
-            records.insert(key, record);
-        }
     }
     Ok((wanted, records))
 }

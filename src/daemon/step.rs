@@ -243,12 +243,17 @@ pub async fn scan_and_record(
 ) -> Result<Option<ScanOutcome>, DaemonError> {
     use futures::StreamExt;
     let mut whole = Scan::empty(Utc::now());
-    let (failed, mut regions) = crate::inventory::scan::scan_each(
+    let each = crate::inventory::scan::scan_each(
         settings,
         aws,
         Arc::new(crate::inventory::scan::NoProgress),
-    )
-    .await;
+    );
+    // Opening accounts and listing regions is reading too: a stop abandons it.
+    let (failed, mut regions) = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return Ok(None),
+        each = each => each,
+    };
     whole.targets = failed;
     let mut reconciled = Reconciled {
         committed: true,
@@ -257,8 +262,9 @@ pub async fn scan_and_record(
     let mut tally = Tally::default();
     loop {
         let next = tokio::select! {
-            next = regions.next() => next,
+            biased;
             _ = stop.cancelled() => return Ok(None),
+            next = regions.next() => next,
         };
         let Some(one) = next else { break };
         let mut region = Scan::empty(whole.started_at);
