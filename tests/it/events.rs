@@ -611,3 +611,83 @@ fn a_certificate_found_through_a_stage_is_decided_on_every_stage_its_record_name
     );
     daemon.stop().expect("stops cleanly");
 }
+
+#[test]
+fn a_message_whose_read_is_slow_is_kept_hidden_and_handled_once() {
+    let moto = Moto::start();
+    // Received messages hide for one second only; the re-read will take three.
+    let queue = moto.queue("events", 1, None);
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    fake.publish_events(&queue, false);
+    let jira = JiraFake::start("cloud", 0.0);
+    let daemon = RunningDaemon::start(&events_config(&queue, &jira), ENV, &fake);
+    eventually(30, "the first scan's two issues", || {
+        jira.issues().len() == 2
+    });
+    fake.fault_spec(json!({"operation": "GetStage", "kind": "slow", "seconds": 3, "count": 1}));
+    switch_stage(&fake, "orders0001", "prod", "oldcert001");
+    eventually(20, "the event handled", || {
+        daemon.metric("certsentinel_events_total", &[("outcome", "reread")]) >= 1.0
+    });
+    drained(&moto, &queue);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(
+        daemon.metric("certsentinel_events_total", &[("outcome", "reread")]),
+        1.0,
+        "the other receiver never got it while it was being read"
+    );
+    daemon.stop().expect("stops cleanly");
+}
+
+#[test]
+fn events_that_ask_for_nothing_are_acknowledged_and_counted_never_read() {
+    let moto = Moto::start();
+    let queue = moto.queue("events", 1, None);
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    let jira = JiraFake::start("cloud", 0.0);
+    let daemon = RunningDaemon::start(&events_config(&queue, &jira), ENV, &fake);
+    eventually(30, "the first scan's two issues", || {
+        jira.issues().len() == 2
+    });
+    let calls = fake.control_plane_calls();
+    let fixture = |name: &str| {
+        std::fs::read_to_string(repo_root().join("tests/fixtures/cloudtrail").join(name)).unwrap()
+    };
+    // Account 111122223333 is not one certsentinel scans here (it scans 123456789012).
+    for name in [
+        "UpdateStage-client-certificate.json",
+        "UpdateStage-failed.json",
+        "GetStages.json",
+        "OtherService-s3.json",
+    ] {
+        moto.send(&queue, &fixture(name));
+    }
+    drained(&moto, &queue);
+    let count = |labels: &[(&str, &str)]| daemon.metric("certsentinel_events_total", labels);
+    assert_eq!(
+        count(&[("outcome", "not_scanned"), ("event", "UpdateStage")]),
+        1.0
+    );
+    assert_eq!(
+        count(&[("outcome", "ignored"), ("reason", "failed_call")]),
+        1.0
+    );
+    assert_eq!(
+        count(&[("outcome", "ignored"), ("reason", "read_only")]),
+        1.0
+    );
+    assert_eq!(
+        count(&[
+            ("outcome", "ignored"),
+            ("reason", "other_service"),
+            ("event", "other")
+        ]),
+        1.0,
+        "another service's event names are not labels"
+    );
+    assert_eq!(count(&[("outcome", "reread")]), 0.0);
+    assert_eq!(fake.control_plane_calls(), calls, "nothing was read");
+    daemon.stop().expect("stops cleanly");
+}
