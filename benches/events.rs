@@ -319,7 +319,12 @@ webhook_secret = "${{HOOK_SECRET}}"
             other => break other?,
         }
     });
-    let changes = Changes::new(settings.clone(), sdk.clone(), store.clone());
+    let changes = Changes::new(
+        settings.clone(),
+        sdk.clone(),
+        store.clone(),
+        Arc::new(certsentinel::inventory::call::Paces::default()),
+    );
     let (bare, daemon_step) = runtime.block_on(async {
         enqueue(&sqs, &queue, &bodies).await?;
         let t = Instant::now();

@@ -34,6 +34,7 @@ use super::step::{ScanOutcome, open_store, scan_and_record};
 use crate::config::Settings;
 use crate::events::Queue;
 use crate::inventory::aws;
+use crate::inventory::call::Paces;
 use crate::inventory::scan::TargetStatus;
 use crate::notify::Dispatcher;
 use crate::output;
@@ -164,6 +165,8 @@ impl Daemon {
 
         let stop = CancellationToken::new();
         let decided = Arc::new(Notify::new());
+        // Scans and event re-reads of one account and region keep to one rate limit.
+        let paces = Arc::new(Paces::default());
         let mut tasks: JoinSet<Result<(), DaemonError>> = JoinSet::new();
         let scheduler = schedule.as_ref().map(|s| s.scheduler.clone());
         tasks.spawn(scan_worker(
@@ -175,6 +178,7 @@ impl Daemon {
                 schedule,
                 decided: decided.clone(),
                 observatory: observatory.clone(),
+                paces: paces.clone(),
             },
             stop.clone(),
         ));
@@ -183,6 +187,7 @@ impl Daemon {
                 settings.clone(),
                 self.aws.clone(),
                 self.store.clone(),
+                paces.clone(),
             ));
             for url in &settings.events.queue_url {
                 let queue = Queue::new(&self.aws, url, &settings.events);
@@ -312,6 +317,7 @@ struct ScanWorker {
     /// Woken after each recorded scan: the delivery worker drains the outbox.
     decided: Arc<Notify>,
     observatory: Arc<Observatory>,
+    paces: Arc<Paces>,
 }
 
 /// Scans on each tick until `stop` is cancelled. A scan that cannot be recorded is logged and
@@ -325,6 +331,7 @@ async fn scan_worker(worker: ScanWorker, stop: CancellationToken) -> Result<(), 
         schedule,
         decided,
         observatory,
+        paces,
     } = worker;
     loop {
         tokio::select! {
@@ -339,7 +346,9 @@ async fn scan_worker(worker: ScanWorker, stop: CancellationToken) -> Result<(), 
         // Each account and region is recorded as soon as it is read, then dropped. Waiting
         // for the next is cancellable; recording one is not: a stop leaves each account and
         // region either recorded whole or untouched.
-        let recorded = match scan_and_record(&settings, &aws, store.clone(), &stop).await {
+        let recorded = match scan_and_record(&settings, &aws, store.clone(), paces.clone(), &stop)
+            .await
+        {
             Ok(None) => {
                 tracing::info!(
                     "shutting down: the scan in progress is abandoned; the accounts and regions it recorded stay recorded"

@@ -26,7 +26,7 @@ use crate::config::Settings;
 use crate::events::{Action, Message, Target, decode};
 use crate::ids::{CertificateKey, StageKey, StageKind};
 use crate::inventory::aws::{self, AccountSession};
-use crate::inventory::call::CallGate;
+use crate::inventory::call::{CallGate, Paces};
 use crate::inventory::control_plane::ControlPlane;
 use crate::inventory::owner::OwnershipRules;
 use crate::inventory::reread::{Reread, Wanted, reread};
@@ -95,13 +95,16 @@ pub struct Handled {
 type AccountLookup = (Result<Option<AccountSession>, String>, Instant);
 
 /// The change-event step, with what it keeps between batches: each account's session (its
-/// credentials refresh themselves).
+/// credentials refresh themselves). Each re-read has a reader of its own (its clock watch and
+/// call counter), keeping to the account and region's shared pace.
 pub struct Changes {
     settings: Arc<Settings>,
     base: SdkConfig,
     store: Arc<SledStore>,
     rules: OwnershipRules,
     accounts: Mutex<HashMap<String, AccountLookup>>,
+    /// Each account and region's pace, shared with the scans of the same process.
+    paces: Arc<Paces>,
 }
 
 /// One account and region's share of a batch.
@@ -112,13 +115,20 @@ struct Group {
 }
 
 impl Changes {
-    pub fn new(settings: Arc<Settings>, base: SdkConfig, store: Arc<SledStore>) -> Changes {
+    /// `paces`: each account and region's pace, shared with whatever else reads them.
+    pub fn new(
+        settings: Arc<Settings>,
+        base: SdkConfig,
+        store: Arc<SledStore>,
+        paces: Arc<Paces>,
+    ) -> Changes {
         Changes {
             rules: OwnershipRules::new(&settings.ownership),
             settings,
             base,
             store,
             accounts: Mutex::new(HashMap::new()),
+            paces,
         }
     }
 
@@ -258,7 +268,10 @@ impl Changes {
             Err(why) => return (Err(Failure::Retry(why)), BTreeMap::new()),
         };
         let sdk = aws::in_region(&session.sdk, region);
-        let gate = CallGate::new(&self.settings.aws.rate_limit, &self.settings.aws.retry);
+        let pace = self
+            .paces
+            .of(&session.id, region, &self.settings.aws.rate_limit);
+        let gate = CallGate::paced(pace, &self.settings.aws.retry);
         let plane = ControlPlane::new(&session.id, region, &sdk, gate);
         let decided = self.read_and_decide(&plane, wanted).await;
         (decided, plane.call_outcomes())

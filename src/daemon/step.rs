@@ -234,11 +234,13 @@ pub async fn record_scan(
 /// daemon's memory does not grow with the estate. Then, as [`record_scan`], each account and
 /// region's read health and what was not scanned. `stop` abandons the scan between two
 /// accounts and regions: those recorded stay recorded (each whole), nothing else is decided.
-/// `None` when it was abandoned.
+/// `None` when it was abandoned. Each account and region keeps to its pace in `paces`,
+/// shared with the change events' re-reads.
 pub async fn scan_and_record(
     settings: &Settings,
     aws: &SdkConfig,
     store: Arc<SledStore>,
+    paces: Arc<crate::inventory::call::Paces>,
     stop: &tokio_util::sync::CancellationToken,
 ) -> Result<Option<ScanOutcome>, DaemonError> {
     use futures::StreamExt;
@@ -247,6 +249,7 @@ pub async fn scan_and_record(
         settings,
         aws,
         Arc::new(crate::inventory::scan::NoProgress),
+        paces,
     );
     // Opening accounts and listing regions is reading too: a stop abandons it.
     let (failed, mut regions) = tokio::select! {

@@ -178,29 +178,68 @@ impl CallCounter {
     }
 }
 
-/// The gate all calls to one account and region pass through.
-pub struct CallGate {
+/// The pace of one account and region's calls: its rate limit, its bound on calls in flight,
+/// and the pause a throttled call imposes. Shared by everything that reads the account and
+/// region at once (a scan and change events), so that together they keep to
+/// `aws.rate_limit`, and a throttle one of them meets slows the others too.
+pub struct Pace {
     limiter: DefaultDirectRateLimiter,
     in_flight: Semaphore,
-    backoff: Backoff,
-    counter: Arc<CallCounter>,
-    /// Set by a throttled call: no call of this gate is sent before then.
+    /// Set by a throttled call: no call at this pace is sent before then.
     resume_at: Mutex<Option<Instant>>,
 }
 
-impl CallGate {
-    pub fn new(rate: &RateLimitSettings, retry: &RetrySettings) -> Self {
+impl Pace {
+    pub fn new(rate: &RateLimitSettings) -> Arc<Pace> {
         let period = Duration::from_secs_f64(1.0 / rate.requests_per_second);
         let burst = std::num::NonZeroU32::new(rate.burst.max(1)).expect("burst >= 1");
         let quota = Quota::with_period(period)
             .expect("positive period")
             .allow_burst(burst);
-        CallGate {
+        Arc::new(Pace {
             limiter: RateLimiter::direct(quota),
             in_flight: Semaphore::new(rate.max_concurrency.max(1)),
+            resume_at: Mutex::new(None),
+        })
+    }
+}
+
+/// The pace of each account and region a process reads, made on first use.
+#[derive(Default)]
+pub struct Paces(Mutex<BTreeMap<(String, String), Arc<Pace>>>);
+
+impl Paces {
+    /// The pace of `account` and `region`, at `rate` when it is new.
+    pub fn of(&self, account: &str, region: &str, rate: &RateLimitSettings) -> Arc<Pace> {
+        self.0
+            .lock()
+            .expect("paces poisoned")
+            .entry((account.to_string(), region.to_string()))
+            .or_insert_with(|| Pace::new(rate))
+            .clone()
+    }
+}
+
+/// The gate calls to one account and region pass through: its pace (perhaps shared), how to
+/// retry, and a counter of its own calls.
+pub struct CallGate {
+    pace: Arc<Pace>,
+    backoff: Backoff,
+    counter: Arc<CallCounter>,
+}
+
+impl CallGate {
+    /// A gate with a pace of its own.
+    pub fn new(rate: &RateLimitSettings, retry: &RetrySettings) -> Self {
+        Self::paced(Pace::new(rate), retry)
+    }
+
+    /// A gate keeping to `pace`, which others may share; it counts its own calls.
+    pub fn paced(pace: Arc<Pace>, retry: &RetrySettings) -> Self {
+        CallGate {
+            pace,
             backoff: Backoff::new(retry),
             counter: Arc::new(CallCounter::default()),
-            resume_at: Mutex::new(None),
         }
     }
 
@@ -224,14 +263,15 @@ impl CallGate {
         loop {
             let result = {
                 let _permit = self
+                    .pace
                     .in_flight
                     .acquire()
                     .await
                     .expect("semaphore never closed");
-                self.limiter.until_ready().await;
+                self.pace.limiter.until_ready().await;
                 // While the service has asked this account and region to back off, no call
-                // of this gate goes out, not only the one that was throttled.
-                let resume_at = *self.resume_at.lock().expect("resume_at poisoned");
+                // at this pace goes out, not only the one that was throttled.
+                let resume_at = *self.pace.resume_at.lock().expect("resume_at poisoned");
                 if let Some(at) = resume_at {
                     tokio::time::sleep_until(at.into()).await;
                 }
@@ -281,7 +321,7 @@ impl CallGate {
                 Retry::Throttled { retry_after } => match retries.after_throttle(retry_after) {
                     Ok(delay) => {
                         let until = Instant::now() + delay;
-                        let mut resume_at = self.resume_at.lock().expect("resume_at poisoned");
+                        let mut resume_at = self.pace.resume_at.lock().expect("resume_at poisoned");
                         if resume_at.is_none_or(|at| at < until) {
                             *resume_at = Some(until);
                         }
@@ -388,6 +428,64 @@ mod tests {
                 .build(),
         );
         SdkError::service_error(err, raw)
+    }
+
+    /// The most calls in flight at once when each of `gates` makes one call, together.
+    fn most_in_flight(gates: &[CallGate]) -> usize {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let now = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(futures::future::join_all(gates.iter().map(|gate| {
+            gate.call("GetRestApis", || async {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok::<(), SdkError<GetRestApisError, HttpResponse>>(())
+            })
+        })));
+        most.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn gates_sharing_a_pace_keep_to_it_together_and_count_their_own_calls() {
+        let rate = RateLimitSettings {
+            requests_per_second: 1000.0,
+            burst: 100,
+            max_concurrency: 1,
+        };
+        let retry = RetrySettings {
+            max_attempts: 1,
+            initial_backoff_ms: 1,
+            max_backoff_ms: 1,
+            throttle_patience_secs: 1,
+        };
+        let paces = Paces::default();
+        let shared = [
+            CallGate::paced(paces.of("111122223333", "eu-west-1", &rate), &retry),
+            CallGate::paced(paces.of("111122223333", "eu-west-1", &rate), &retry),
+        ];
+        assert_eq!(
+            most_in_flight(&shared),
+            1,
+            "one call in flight between them"
+        );
+        for gate in &shared {
+            assert_eq!(gate.counter().snapshot()["GetRestApis"], 1);
+        }
+        let apart = [
+            CallGate::paced(paces.of("111122223333", "eu-west-1", &rate), &retry),
+            CallGate::paced(paces.of("111122223333", "us-east-1", &rate), &retry),
+        ];
+        assert_eq!(
+            most_in_flight(&apart),
+            2,
+            "another region keeps its own pace"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::aws::{self, AccountFailure, AccountSession};
-use super::call::{CallError, CallGate, FailureKind};
+use super::call::{CallError, CallGate, FailureKind, Pace, Paces};
 use super::control_plane::{AcmFacts, ControlPlane};
 use super::model::{
     Api, Certificate, CertificateKind, DanglingReference, ExpirySource, RawCertificate,
@@ -175,9 +175,13 @@ impl Scan {
 pub async fn scan_all(settings: &Settings, base: &SdkConfig, progress: Arc<dyn Progress>) -> Scan {
     let mut scan = Scan::empty(Utc::now());
     let work = targets_to_scan(settings, base, &mut scan.targets).await;
+    let paces = Paces::default();
     // In target order, so that reports read the same from one scan to the next.
     let results: Vec<TargetScan> = stream::iter(work)
-        .map(|(session, region)| scan_target(settings, session, region, progress.clone()))
+        .map(|(session, region)| {
+            let pace = paces.of(&session.id, &region, &settings.aws.rate_limit);
+            scan_target(settings, session, region, pace, progress.clone())
+        })
         .buffered(settings.aws.parallel_targets)
         .collect()
         .await;
@@ -204,11 +208,13 @@ pub type TargetScan = (TargetReport, Option<ReadTarget>);
 /// (in no particular order), so a caller can reconcile and drop it before the next: a large
 /// estate is never held whole in memory. Returns the targets that failed before any read
 /// (accounts that could not be opened, an organization that could not be listed), and the
-/// stream of the others.
+/// stream of the others. Each account and region keeps to its pace in `paces`, which other
+/// readers of the same process (change events) share.
 pub async fn scan_each<'a>(
     settings: &'a Settings,
     base: &SdkConfig,
     progress: Arc<dyn Progress>,
+    paces: Arc<Paces>,
 ) -> (
     Vec<TargetReport>,
     futures::stream::BoxStream<'a, TargetScan>,
@@ -216,7 +222,10 @@ pub async fn scan_each<'a>(
     let mut failed = Vec::new();
     let work = targets_to_scan(settings, base, &mut failed).await;
     let regions = stream::iter(work)
-        .map(move |(session, region)| scan_target(settings, session, region, progress.clone()))
+        .map(move |(session, region)| {
+            let pace = paces.of(&session.id, &region, &settings.aws.rate_limit);
+            scan_target(settings, session, region, pace, progress.clone())
+        })
         .buffer_unordered(settings.aws.parallel_targets)
         .boxed();
     (failed, regions)
@@ -331,10 +340,11 @@ async fn scan_target(
     settings: &Settings,
     session: AccountSession,
     region: String,
+    pace: Arc<Pace>,
     progress: Arc<dyn Progress>,
 ) -> (TargetReport, Option<ReadTarget>) {
     let sdk = aws::in_region(&session.sdk, &region);
-    let gate = CallGate::new(&settings.aws.rate_limit, &settings.aws.retry);
+    let gate = CallGate::paced(pace, &settings.aws.retry);
     let plane = Arc::new(ControlPlane::new(&session.id, &region, &sdk, gate));
     let rules = OwnershipRules::new(&settings.ownership);
     // A target that keeps answering slowly (or throttling for ever) must not hold the scan
