@@ -432,13 +432,19 @@ fn widen(
 ) -> Result<(Wanted, HashMap<CertificateKey, CertificateRecord>), StoreError> {
     let mut certificates: BTreeSet<CertificateKey> = BTreeSet::new();
     for stage in &wanted.stages {
-        certificates.extend(store.presenters(
+        for key in store.presenters(
             account,
             region,
             stage.kind,
             &stage.api_id,
             Some(&stage.stage_name),
-        )?);
+        )? {
+            // An entry a rotation left behind (the record names the stage no more) is dropped
+            // here, so the index does not grow with every rotation.
+            if !store.prune_presenter(stage, &key)? {
+                certificates.insert(key);
+            }
+        }
     }
     for (kind, api_id) in &wanted.apis {
         certificates.extend(store.presenters(account, region, *kind, api_id, None)?);

@@ -236,10 +236,10 @@ pub trait Store {
 
     /// The certificates whose committed records named `stage_name` of this API (with `None`,
     /// any stage of it) among the stages presenting them: what a change to a stage or an API
-    /// may have touched. Entries are added by each commit and dropped only by
-    /// [`Store::forget`], so this may name certificates that have since stopped being
-    /// presented there (load their records to know); it never misses one whose committed
-    /// record names the stage.
+    /// may have touched. Entries are added by each commit and dropped by
+    /// [`Store::prune_presenter`] and [`Store::forget`], so this may name certificates that
+    /// have since stopped being presented there (load their records to know); it never
+    /// misses one whose committed record names the stage.
     fn presenters(
         &self,
         account: &str,
@@ -248,6 +248,15 @@ pub trait Store {
         api_id: &str,
         stage_name: Option<&str>,
     ) -> Result<std::collections::BTreeSet<CertificateKey>, StoreError>;
+    /// Drops the `presenters` entry saying that `stage` presented `certificate`, if the
+    /// certificate's committed record no longer names that stage (checked in the same
+    /// transaction, so an entry a concurrent commit needs is never lost). Returns whether it
+    /// was dropped.
+    fn prune_presenter(
+        &self,
+        stage: &crate::ids::StageKey,
+        certificate: &CertificateKey,
+    ) -> Result<bool, StoreError>;
     /// Every account and region with stored certificates, in key order, with how many are not
     /// deleted and when the latest of them was observed. Reads the location index only.
     fn regions(&self) -> Result<Vec<StoredRegion>, StoreError>;

@@ -807,6 +807,40 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn prune_presenter(
+        &self,
+        stage: &StageKey,
+        certificate: &CertificateKey,
+    ) -> Result<bool, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Users {
+            users: Vec<crate::lifecycle::StageUser>,
+        }
+        let entry = presenter_key(stage, &certificate.id);
+        let record = record_key(certificate);
+        (&self.records, &self.presenters)
+            .transaction(|(records, presenters)| {
+                if presenters.get(&entry)?.is_none() {
+                    return Ok(false);
+                }
+                if let Some(v) = records.get(&record)? {
+                    let named: Users = serde_json::from_slice(&v).map_err(|source| {
+                        ConflictableTransactionError::Abort(StoreError::Corrupt {
+                            what: "record",
+                            key: certificate.to_string(),
+                            source,
+                        })
+                    })?;
+                    if named.users.iter().any(|u| &u.stage == stage) {
+                        return Ok(false);
+                    }
+                }
+                presenters.remove(entry.as_slice())?;
+                Ok(true)
+            })
+            .map_err(unwrap_transaction)
+    }
+
     fn keys_in(
         &self,
         account: &str,

@@ -251,13 +251,40 @@ fn the_certificates_a_stage_or_an_api_presented_are_found_without_reading_every_
     assert_eq!(of_stage(Some(&st.stage_name)), [cert(7)].into());
     assert_eq!(of_stage(None), [cert(7)].into());
     assert!(of_stage(Some("other")).is_empty());
-    // Switched away, the entry stays (the record says it is no longer presented there)...
+    // An entry the record still names is not pruned.
+    assert!(!s.prune_presenter(&st, &cert(7)).unwrap());
+    // Switched away, the entry stays (the record says it is no longer presented there)
+    // until it is pruned...
     observe(&s, &generation_obs(7, 1), &policy, at(0.0)).unwrap();
     assert_eq!(of_stage(Some(&st.stage_name)), [cert(7)].into());
     assert!(!s.load(&cert(7)).unwrap().unwrap().in_use());
-    // ... until the account and region is forgotten.
+    assert!(s.prune_presenter(&st, &cert(7)).unwrap());
+    assert!(of_stage(Some(&st.stage_name)).is_empty());
+    // ... or the account and region is forgotten.
+    let other = stage(8);
+    assert_eq!(
+        s.presenters(
+            &other.account,
+            &other.region,
+            other.kind,
+            &other.api_id,
+            None
+        )
+        .unwrap(),
+        [cert(8)].into()
+    );
     s.forget(&st.account, Some(&st.region)).unwrap();
-    assert!(of_stage(None).is_empty());
+    assert!(
+        s.presenters(
+            &other.account,
+            &other.region,
+            other.kind,
+            &other.api_id,
+            None
+        )
+        .unwrap()
+        .is_empty()
+    );
 }
 
 #[test]

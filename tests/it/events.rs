@@ -140,7 +140,7 @@ fn a_stage_switched_through_the_aws_cli_closes_its_owners_issue_and_replays_chan
     };
     let intents = outbox(&daemon);
     let jira_requests = jira.requests().len();
-    let revision = record(&daemon, "oldcert001").revision;
+    let revision = record(&daemon, &new_id).revision;
     let handled = daemon.metric("certsentinel_events_total", &[("outcome", "reread")]);
     let published = fake.published();
     assert!(published.len() >= 2, "{published:?}");
@@ -159,9 +159,14 @@ fn a_stage_switched_through_the_aws_cli_closes_its_owners_issue_and_replays_chan
         jira_requests,
         "Jira heard nothing more"
     );
-    let again = record(&daemon, "oldcert001");
-    assert!(again.revision > revision, "decided again from each replay");
-    assert_eq!(open_owners(&again), vec![Some("search".into())]);
+    assert!(
+        record(&daemon, &new_id).revision > revision,
+        "the certificate prod presents is decided again from each replay"
+    );
+    assert_eq!(
+        open_owners(&record(&daemon, "oldcert001")),
+        vec![Some("search".into())]
+    );
     assert!(
         jira.requests().iter().all(|r| r["valid"] == true),
         "every request valid against the definition"
