@@ -47,6 +47,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "store",
         ],
     ),
+    ("report", &["lifecycle"]),
     // Fixtures for unit tests only; never compiled into the product.
     ("test_support", &["ids", "lifecycle"]),
 ];

@@ -1,0 +1,666 @@
+//! The KPIs, computed one record at a time ([`ReportBuilder::add`]), so a report over a large
+//! store never holds it whole.
+//!
+//! Definitions (DOMAIN.md, "The KPIs"):
+//! - **Expiring within 30 days**: certificates a stage presents (now) with fewer than 30 days
+//!   left; expired ones still presented count too, and are also counted apart.
+//! - **Owner coverage**: of the certificates a stage presents, the share whose every such
+//!   stage has an owner from tags.
+//! - **MTTR**: of rotation episodes only (the owner's stages moved to a certificate outside
+//!   the window, or the certificate was renewed in place), from when the episode opened to
+//!   when it ended; an episode handed over by an owner change keeps its predecessor's start.
+//!   Episodes ended otherwise (owner change, a switch to another expiring certificate, a
+//!   deletion) are counted apart, never as fast rotations; open episodes are counted as open
+//!   (censored), with their age, never as fast either. Grouped by the quarter it ended in.
+//! - **Incidents**: certificates that expired while a stage presented them, once per
+//!   certificate and expiry, in the quarter of the expiry (`not_after`), not of when it was
+//!   noticed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Datelike, Duration, Utc};
+use serde::Serialize;
+
+use crate::lifecycle::{CertState, CertificateRecord, Episode, Resolution};
+
+/// What a report covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// Episodes that ended, and incidents that began, at or after this; `None`: from the start.
+    pub since: Option<DateTime<Utc>>,
+    /// ... and before this; `None`: until `now`.
+    pub until: Option<DateTime<Utc>>,
+    /// Only this team's episodes and certificates.
+    pub team: Option<String>,
+    /// The report's "now": the same records and `now` give the same report.
+    pub now: DateTime<Utc>,
+}
+
+/// Mean, median and 90th percentile of durations, in hours, and how many they rest on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mttr {
+    pub mean: Option<f64>,
+    pub median: Option<f64>,
+    pub p90: Option<f64>,
+    pub episodes: usize,
+}
+
+impl Mttr {
+    fn of(hours: &[f64]) -> Mttr {
+        let mut sorted = hours.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let pick = |p: f64| -> Option<f64> {
+            // Nearest rank: the smallest value with at least p of the values at or below it.
+            let n = sorted.len();
+            (n > 0).then(|| sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1])
+        };
+        Mttr {
+            mean: (!sorted.is_empty()).then(|| sorted.iter().sum::<f64>() / sorted.len() as f64),
+            median: pick(0.5),
+            p90: pick(0.9),
+            episodes: sorted.len(),
+        }
+    }
+}
+
+/// The four KPIs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Kpis {
+    /// Certificates a stage presents with fewer than 30 days left (expired ones included).
+    pub expiring_within_30_days: usize,
+    /// ... of which already expired.
+    pub expired_in_use: usize,
+    /// Certificates a stage presents whose every such stage has an owner, in percent; `None`
+    /// when no certificate is in use.
+    pub owner_coverage_percent: Option<f64>,
+    /// The certificates in use it rests on.
+    pub certificates_in_use: usize,
+    pub mttr_hours: Mttr,
+    pub incidents: usize,
+}
+
+/// How episodes ended, beyond rotations: counted, never in the MTTR.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Endings {
+    pub rotated: usize,
+    pub owner_changed: usize,
+    pub switched_to_expiring: usize,
+    pub deleted: usize,
+    pub stopped_presenting: usize,
+    /// Still open at `now` (censored): not in the MTTR.
+    pub open: usize,
+}
+
+/// One team's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TeamRow {
+    /// The owning team; `(no owner)` for stages without an owner tag.
+    pub team: String,
+    pub mttr_hours: Mttr,
+    pub endings: Endings,
+    /// The oldest open episode's age, hours.
+    pub oldest_open_hours: Option<f64>,
+    pub incidents: usize,
+}
+
+/// One quarter's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuarterRow {
+    /// `2026-Q4`.
+    pub quarter: String,
+    pub mttr_hours: Mttr,
+    pub rotations: usize,
+    pub incidents: usize,
+}
+
+/// One team in one quarter: what the MTTR chart shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TeamQuarterRow {
+    pub team: String,
+    pub quarter: String,
+    pub mttr_hours: Mttr,
+}
+
+/// A whole report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub now: DateTime<Utc>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: DateTime<Utc>,
+    pub team: Option<String>,
+    pub kpis: Kpis,
+    pub teams: Vec<TeamRow>,
+    pub quarters: Vec<QuarterRow>,
+    pub team_quarters: Vec<TeamQuarterRow>,
+}
+
+/// The owner name reports use for stages without an owner tag.
+pub const NO_OWNER: &str = "(no owner)";
+
+/// `2026-Q4` for a time in October to December 2026.
+pub fn quarter_of(t: DateTime<Utc>) -> String {
+    format!("{}-Q{}", t.year(), t.month0() / 3 + 1)
+}
+
+fn hours(d: Duration) -> f64 {
+    d.num_seconds() as f64 / 3600.0
+}
+
+#[derive(Default)]
+struct TeamAcc {
+    endings: Endings,
+    rotations: Vec<f64>,
+    oldest_open: Option<f64>,
+    incidents: usize,
+}
+
+/// Builds a report one record at a time.
+pub struct ReportBuilder {
+    options: ReportOptions,
+    until: DateTime<Utc>,
+    expiring: usize,
+    expired: usize,
+    in_use: usize,
+    owned: usize,
+    teams: BTreeMap<String, TeamAcc>,
+    /// Rotation durations (hours) by quarter, and by (team, quarter).
+    by_quarter: BTreeMap<String, Vec<f64>>,
+    by_team_quarter: BTreeMap<(String, String), Vec<f64>>,
+    incidents_by_quarter: BTreeMap<String, usize>,
+    incidents: usize,
+}
+
+impl ReportBuilder {
+    pub fn new(options: ReportOptions) -> ReportBuilder {
+        ReportBuilder {
+            until: options.until.unwrap_or(options.now),
+            options,
+            expiring: 0,
+            expired: 0,
+            in_use: 0,
+            owned: 0,
+            teams: BTreeMap::new(),
+            by_quarter: BTreeMap::new(),
+            by_team_quarter: BTreeMap::new(),
+            incidents_by_quarter: BTreeMap::new(),
+            incidents: 0,
+        }
+    }
+
+    fn in_range(&self, t: DateTime<Utc>) -> bool {
+        self.options.since.is_none_or(|s| t >= s) && t < self.until
+    }
+
+    fn wanted(&self, owner: &str) -> bool {
+        self.options.team.as_deref().is_none_or(|t| t == owner)
+    }
+
+    /// Adds what one record says.
+    pub fn add(&mut self, record: &CertificateRecord) {
+        self.add_current(record);
+        let mut incident_teams: BTreeSet<String> = BTreeSet::new();
+        let mut incident_at: Option<DateTime<Utc>> = None;
+        for episode in &record.episodes {
+            let team = episode.owner.clone().unwrap_or_else(|| NO_OWNER.into());
+            if let Some(incident) = &episode.incident {
+                incident_at = Some(incident.started_at);
+                incident_teams.insert(team.clone());
+            }
+            if !self.wanted(&team) {
+                continue;
+            }
+            self.add_episode(record, episode, team);
+        }
+        // One incident per certificate and expiry, whoever's stages presented it.
+        if let Some(at) = incident_at
+            && self.in_range(at)
+            && incident_teams.iter().any(|t| self.wanted(t))
+        {
+            self.incidents += 1;
+            *self.incidents_by_quarter.entry(quarter_of(at)).or_insert(0) += 1;
+            let teams: Vec<String> = incident_teams
+                .into_iter()
+                .filter(|t| self.wanted(t))
+                .collect();
+            for team in teams {
+                self.teams.entry(team).or_default().incidents += 1;
+            }
+        }
+    }
+
+    /// The certificate as it is now: in use, expiring, owned.
+    fn add_current(&mut self, record: &CertificateRecord) {
+        if record.state == CertState::Deleted || !record.in_use() {
+            return;
+        }
+        let owners: Vec<&str> = record
+            .users
+            .iter()
+            .map(|u| u.owner.as_deref().unwrap_or(NO_OWNER))
+            .collect();
+        if !owners.iter().any(|o| self.wanted(o)) {
+            return;
+        }
+        self.in_use += 1;
+        if record.users.iter().all(|u| u.owner.is_some()) {
+            self.owned += 1;
+        }
+        if let Some(not_after) = record.not_after
+            && not_after - self.options.now < Duration::days(30)
+        {
+            self.expiring += 1;
+            if not_after <= self.options.now {
+                self.expired += 1;
+            }
+        }
+    }
+
+    fn add_episode(&mut self, record: &CertificateRecord, episode: &Episode, team: String) {
+        let now = self.options.now;
+        if episode.detected_at > now {
+            // Not yet begun as of the report's `now`.
+            return;
+        }
+        let Some(resolved_at) = episode.resolved_at.filter(|at| *at <= now) else {
+            // Open (censored): its age so far, never a duration.
+            let age = hours(now - handed_over_start(record, episode));
+            let acc = self.teams.entry(team).or_default();
+            acc.endings.open += 1;
+            acc.oldest_open = Some(acc.oldest_open.map_or(age, |o: f64| o.max(age)));
+            return;
+        };
+        if !self.in_range(resolved_at) {
+            return;
+        }
+        let acc = self.teams.entry(team.clone()).or_default();
+        match episode.resolution.as_ref() {
+            Some(Resolution::SwitchedTo {
+                still_at_risk: false,
+                ..
+            })
+            | Some(Resolution::Renewed { .. }) => {
+                let took = hours(resolved_at - handed_over_start(record, episode));
+                acc.endings.rotated += 1;
+                acc.rotations.push(took);
+                let quarter = quarter_of(resolved_at);
+                self.by_quarter
+                    .entry(quarter.clone())
+                    .or_default()
+                    .push(took);
+                self.by_team_quarter
+                    .entry((team, quarter))
+                    .or_default()
+                    .push(took);
+            }
+            Some(Resolution::SwitchedTo {
+                still_at_risk: true,
+                ..
+            }) => acc.endings.switched_to_expiring += 1,
+            Some(Resolution::OwnerChanged { .. }) => acc.endings.owner_changed += 1,
+            Some(Resolution::StageDeleted) | Some(Resolution::CertificateDeleted) => {
+                acc.endings.deleted += 1
+            }
+            Some(Resolution::StoppedPresenting) | None => acc.endings.stopped_presenting += 1,
+        }
+    }
+
+    pub fn finish(self) -> Report {
+        let all: Vec<f64> = self
+            .teams
+            .values()
+            .flat_map(|t| t.rotations.iter().copied())
+            .collect();
+        let mut quarters: BTreeSet<String> = self.by_quarter.keys().cloned().collect();
+        quarters.extend(self.incidents_by_quarter.keys().cloned());
+        Report {
+            now: self.options.now,
+            since: self.options.since,
+            until: self.until,
+            team: self.options.team.clone(),
+            kpis: Kpis {
+                expiring_within_30_days: self.expiring,
+                expired_in_use: self.expired,
+                owner_coverage_percent: (self.in_use > 0)
+                    .then(|| 100.0 * self.owned as f64 / self.in_use as f64),
+                certificates_in_use: self.in_use,
+                mttr_hours: Mttr::of(&all),
+                incidents: self.incidents,
+            },
+            teams: self
+                .teams
+                .iter()
+                .map(|(team, acc)| TeamRow {
+                    team: team.clone(),
+                    mttr_hours: Mttr::of(&acc.rotations),
+                    endings: acc.endings.clone(),
+                    oldest_open_hours: acc.oldest_open,
+                    incidents: acc.incidents,
+                })
+                .collect(),
+            quarters: quarters
+                .into_iter()
+                .map(|quarter| {
+                    let rotations = self.by_quarter.get(&quarter).map_or(&[][..], |v| v);
+                    QuarterRow {
+                        mttr_hours: Mttr::of(rotations),
+                        rotations: rotations.len(),
+                        incidents: self
+                            .incidents_by_quarter
+                            .get(&quarter)
+                            .copied()
+                            .unwrap_or(0),
+                        quarter,
+                    }
+                })
+                .collect(),
+            team_quarters: self
+                .by_team_quarter
+                .iter()
+                .map(|((team, quarter), v)| TeamQuarterRow {
+                    team: team.clone(),
+                    quarter: quarter.clone(),
+                    mttr_hours: Mttr::of(v),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// When the work on `episode` began: its own start, or, when it took over from another
+/// owner's episode on the same certificate (ended by an owner change to this owner when this
+/// one opened), that episode's start, and so on back.
+fn handed_over_start(record: &CertificateRecord, episode: &Episode) -> DateTime<Utc> {
+    let mut start = episode.detected_at;
+    let mut current = episode;
+    // Each step goes to an earlier episode: bounded by their number.
+    for _ in 0..record.episodes.len() {
+        let before = record.episodes.iter().find(|p| {
+            p.id < current.id
+                && p.resolved_at == Some(current.detected_at)
+                && matches!(&p.resolution, Some(Resolution::OwnerChanged { to }) if *to == current.owner)
+        });
+        match before {
+            Some(p) => {
+                start = p.detected_at;
+                current = p;
+            }
+            None => break,
+        }
+    }
+    start
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::{Incident, StageUser};
+    use crate::test_support::{at, cert, stage};
+    use std::collections::BTreeSet;
+
+    fn episode(id: u32, owner: Option<&str>, detected: f64) -> Episode {
+        Episode {
+            id,
+            owner: owner.map(str::to_string),
+            stages: BTreeSet::new(),
+            partners: BTreeSet::new(),
+            detected_at: at(detected),
+            not_after_at_detection: at(detected + 60.0),
+            steps: Vec::new(),
+            incident: None,
+            departures: Vec::new(),
+            stages_revision: 0,
+            resolved_at: None,
+            resolution: None,
+            cleanup_reminded_at: None,
+            cleanup_done_at: None,
+            partners_released: false,
+            successor_announced: None,
+        }
+    }
+
+    fn ended(mut e: Episode, at_day: f64, how: Resolution) -> Episode {
+        e.resolved_at = Some(at(at_day));
+        e.resolution = Some(how);
+        e
+    }
+
+    fn rotated() -> Resolution {
+        Resolution::SwitchedTo {
+            certificate: cert("next"),
+            still_at_risk: false,
+        }
+    }
+
+    fn record(
+        id: &str,
+        not_after: f64,
+        users: &[Option<&str>],
+        episodes: Vec<Episode>,
+    ) -> CertificateRecord {
+        let mut r = crate::lifecycle::decide(
+            None,
+            &crate::test_support::present(id, 0.0, not_after, vec![]),
+            &crate::lifecycle::Policy::default(),
+            at(0.0),
+        )
+        .record;
+        r.users = users
+            .iter()
+            .enumerate()
+            .map(|(i, o)| StageUser {
+                stage: stage(&format!("{id}-{i}")),
+                api_name: "api".into(),
+                owner: o.map(str::to_string),
+                partner: None,
+            })
+            .collect();
+        r.state = if users.is_empty() {
+            CertState::Unused
+        } else {
+            CertState::Healthy
+        };
+        r.episodes = episodes;
+        r
+    }
+
+    fn report(records: &[CertificateRecord], options: ReportOptions) -> Report {
+        let mut b = ReportBuilder::new(options);
+        for r in records {
+            b.add(r);
+        }
+        b.finish()
+    }
+
+    fn options(now: f64) -> ReportOptions {
+        ReportOptions {
+            since: None,
+            until: None,
+            team: None,
+            now: at(now),
+        }
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank_and_say_how_many_they_rest_on() {
+        let m = Mttr::of(&[10.0, 1.0, 4.0, 2.0, 3.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+        assert_eq!((m.median, m.p90, m.episodes), (Some(5.0), Some(9.0), 10));
+        assert_eq!(m.mean, Some(5.5));
+        let none = Mttr::of(&[]);
+        assert_eq!(
+            (none.mean, none.median, none.p90, none.episodes),
+            (None, None, None, 0)
+        );
+        let one = Mttr::of(&[7.0]);
+        assert_eq!(
+            (one.mean, one.median, one.p90),
+            (Some(7.0), Some(7.0), Some(7.0))
+        );
+    }
+
+    #[test]
+    fn the_kpis_of_a_constructed_history_are_the_known_answers() {
+        // `at(d)` is day d from T0 (2025-01-01 or so; quarters follow from it).
+        let records = vec![
+            // Payments rotated c1 in 2 days; c1 is unused now.
+            record(
+                "c1",
+                60.0,
+                &[],
+                vec![ended(episode(1, Some("payments"), 0.0), 2.0, rotated())],
+            ),
+            // Search: one rotation of 4 days, one open episode (censored), in use, 10 days left.
+            record(
+                "c2",
+                110.0,
+                &[Some("search")],
+                vec![
+                    ended(episode(1, Some("search"), 10.0), 14.0, rotated()),
+                    episode(2, Some("search"), 90.0),
+                ],
+            ),
+            // An owner change hands c3 from payments to search: the clock runs on, 6 days in
+            // all, counted for search; payments' episode is not a rotation.
+            record(
+                "c3",
+                400.0,
+                &[Some("search")],
+                vec![
+                    ended(
+                        episode(1, Some("payments"), 20.0),
+                        23.0,
+                        Resolution::OwnerChanged {
+                            to: Some("search".into()),
+                        },
+                    ),
+                    ended(episode(2, Some("search"), 23.0), 26.0, rotated()),
+                ],
+            ),
+            // Switched to another expiring certificate, and a deleted stage: counted apart.
+            record(
+                "c4",
+                500.0,
+                &[None],
+                vec![
+                    ended(
+                        episode(1, Some("payments"), 30.0),
+                        31.0,
+                        Resolution::SwitchedTo {
+                            certificate: cert("also-expiring"),
+                            still_at_risk: true,
+                        },
+                    ),
+                    ended(episode(2, None, 30.0), 32.0, Resolution::StageDeleted),
+                ],
+            ),
+        ];
+        let r = report(&records, options(100.0));
+        // c2 (10 days left) is expiring; c4 is in use without an owner.
+        assert_eq!(r.kpis.expiring_within_30_days, 1);
+        assert_eq!(r.kpis.certificates_in_use, 3);
+        assert_eq!(r.kpis.owner_coverage_percent, Some(200.0 / 3.0));
+        // Rotations: 2, 4 and 6 days.
+        assert_eq!(r.kpis.mttr_hours.episodes, 3);
+        assert_eq!(r.kpis.mttr_hours.mean, Some(96.0));
+        assert_eq!(r.kpis.mttr_hours.median, Some(96.0));
+        assert_eq!(r.kpis.mttr_hours.p90, Some(144.0));
+        let team = |name: &str| r.teams.iter().find(|t| t.team == name).unwrap();
+        assert_eq!(team("payments").endings.rotated, 1);
+        assert_eq!(team("payments").endings.owner_changed, 1);
+        assert_eq!(team("payments").endings.switched_to_expiring, 1);
+        assert_eq!(team("search").endings.rotated, 2);
+        assert_eq!(team("search").endings.open, 1);
+        assert_eq!(team("search").oldest_open_hours, Some(240.0));
+        assert_eq!(
+            team("search").mttr_hours.median,
+            Some(96.0),
+            "4 and 6 days: nearest rank"
+        );
+        assert_eq!(team(NO_OWNER).endings.deleted, 1);
+        assert_eq!(
+            team("payments").mttr_hours.episodes,
+            1,
+            "a team with one episode"
+        );
+        assert_eq!(r.kpis.incidents, 0);
+    }
+
+    #[test]
+    fn an_expiry_between_scans_is_an_incident_of_the_quarter_it_expired_in() {
+        let mut e = episode(1, Some("payments"), 0.0);
+        // Expired at day 85, noticed at day 95: the quarter is day 85's.
+        e.incident = Some(Incident {
+            started_at: at(85.0),
+            detected_at: at(95.0),
+        });
+        let mut other = episode(2, Some("search"), 0.0);
+        other.incident = e.incident.clone();
+        let records = vec![record(
+            "c1",
+            85.0,
+            &[Some("payments"), Some("search")],
+            vec![e, other],
+        )];
+        let r = report(&records, options(200.0));
+        assert_eq!(
+            r.kpis.incidents, 1,
+            "once per certificate, whoever's stages"
+        );
+        assert_eq!(r.kpis.expired_in_use, 1);
+        let q = r.quarters.iter().find(|q| q.incidents == 1).unwrap();
+        assert_eq!(q.quarter, quarter_of(at(85.0)));
+        assert_ne!(
+            quarter_of(at(85.0)),
+            quarter_of(at(95.0)),
+            "the fixture spans a quarter end"
+        );
+        // A team filter keeps what concerns that team.
+        let only = report(
+            &records,
+            ReportOptions {
+                team: Some("search".into()),
+                ..options(200.0)
+            },
+        );
+        assert_eq!(only.kpis.incidents, 1);
+        assert_eq!(only.teams.len(), 1);
+        assert_eq!(only.teams[0].incidents, 1);
+    }
+
+    #[test]
+    fn a_range_and_now_make_the_report_reproducible_and_quarters_without_data_are_absent() {
+        let records = vec![record(
+            "c1",
+            1000.0,
+            &[Some("payments")],
+            vec![
+                ended(episode(1, Some("payments"), 0.0), 1.0, rotated()),
+                ended(episode(2, Some("payments"), 300.0), 303.0, rotated()),
+            ],
+        )];
+        let all = report(&records, options(400.0));
+        assert_eq!(all.kpis.mttr_hours.episodes, 2);
+        assert_eq!(
+            all.quarters.len(),
+            2,
+            "only quarters with data: {:?}",
+            all.quarters
+        );
+        let later = report(
+            &records,
+            ReportOptions {
+                since: Some(at(100.0)),
+                ..options(400.0)
+            },
+        );
+        assert_eq!(later.kpis.mttr_hours.episodes, 1);
+        assert_eq!(later.kpis.mttr_hours.mean, Some(72.0));
+        // As of day 200, the second episode had not even begun.
+        let then = report(&records, options(200.0));
+        assert_eq!(then.kpis.mttr_hours.episodes, 1);
+        assert_eq!(
+            report(&records, options(400.0)),
+            all,
+            "same records, same now, same report"
+        );
+    }
+}
