@@ -18,6 +18,7 @@ use certsentinel::daemon::{Daemon, ScanStore, scan_once};
 use certsentinel::inventory::{aws, scan};
 use certsentinel::lifecycle::{Band, CertificateRecord};
 use certsentinel::notify::{Dispatcher, Drained};
+use certsentinel::report::{self, ReportBuilder, ReportOptions};
 use certsentinel::store::{SledStore, Store, StoreError};
 use certsentinel::{output, telemetry};
 
@@ -124,6 +125,47 @@ enum Command {
     },
     /// Validate the configuration and print it, secrets redacted.
     CheckConfig,
+    /// The KPIs (MTTR, expiring certificates, owner coverage, incidents) per team and per
+    /// quarter, from the state database (or a `state export` file), never from the network.
+    Report {
+        /// Episodes that ended, and incidents that began, from this date or time (UTC).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// ... until this one (default: now).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this team.
+        #[arg(long)]
+        team: Option<String>,
+        /// The report's now (default: the clock), so a report can be made again identically.
+        #[arg(long, value_parser = parse_time)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Write it to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Read the records from this `state export` file instead of the state database.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// A date (`2026-10-01`, midnight UTC) or an RFC 3339 time.
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map_err(|_| format!("'{text}' is neither a date (2026-10-01) nor an RFC 3339 time"))
 }
 
 /// How a command that did not fail ended.
@@ -248,6 +290,23 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Done)
         }
         Command::State { command } => state_command(&settings, command),
+        Command::Report {
+            since,
+            until,
+            team,
+            now,
+            format,
+            out,
+            from,
+        } => {
+            let options = ReportOptions {
+                since,
+                until,
+                team,
+                now: now.unwrap_or_else(chrono::Utc::now),
+            };
+            report_command(&settings, options, format, out, from)
+        }
         Command::Notify { once: _, retry } => {
             runtime()?.block_on(notify_command(&settings, retry.as_deref()))
         }
@@ -476,6 +535,61 @@ fn state_command(settings: &Settings, command: StateCommand) -> anyhow::Result<O
             store.export(&mut out)?;
             std::io::Write::flush(&mut out)?;
         }
+    }
+    Ok(Outcome::Done)
+}
+
+/// Computes a report from the records, one at a time, and writes it.
+fn report_command(
+    settings: &Settings,
+    options: ReportOptions,
+    format: ReportFormat,
+    out_file: Option<PathBuf>,
+    from: Option<PathBuf>,
+) -> anyhow::Result<Outcome> {
+    let mut builder = ReportBuilder::new(options);
+    match from {
+        Some(path) => {
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            for (n, line) in std::io::BufRead::lines(std::io::BufReader::new(file)).enumerate() {
+                let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let record: CertificateRecord = serde_json::from_str(&line).with_context(|| {
+                    format!(
+                        "{} line {}: not a record of `certsentinel state export`",
+                        path.display(),
+                        n + 1
+                    )
+                })?;
+                builder.add(&record);
+            }
+        }
+        None => match StateSource::open(settings)? {
+            StateSource::Store(store) => {
+                for record in store.records() {
+                    builder.add(&record?);
+                }
+            }
+            source => {
+                for record in source.records()? {
+                    builder.add(&record);
+                }
+            }
+        },
+    }
+    let report = builder.finish();
+    let text = match format {
+        ReportFormat::Table => report::table(&report),
+        ReportFormat::Json => report::json(&report),
+        ReportFormat::Csv => report::csv(&report)?,
+    };
+    match out_file {
+        Some(path) => std::fs::write(&path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => out(text)?,
     }
     Ok(Outcome::Done)
 }

@@ -12,5 +12,6 @@ mod helpers;
 mod inventory;
 mod lifecycle;
 mod notify;
+mod report;
 mod sandbox;
 mod targeted_reads;
