@@ -569,9 +569,7 @@ fn report_command(
         }
         None => match StateSource::open(settings)? {
             StateSource::Store(store) => {
-                for record in store.records() {
-                    builder.add(&record?);
-                }
+                store.each_record(&mut |record| builder.add(&record))?;
             }
             source => {
                 for record in source.records()? {

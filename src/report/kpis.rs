@@ -121,6 +121,27 @@ pub struct TeamQuarterRow {
     pub mttr_hours: Mttr,
 }
 
+/// Open episodes that reached one escalation step (or none yet), counted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenByStep {
+    /// The most advanced step fired, as days left (`60` for the window's opening when no step
+    /// fired yet); `null` for an incident (expired while presented).
+    pub step_days: Option<u32>,
+    pub episodes: usize,
+    /// The oldest such episode's age, days.
+    pub oldest_days: f64,
+}
+
+/// A certificate a stage presents that expires within the next 90 days.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpcomingExpiry {
+    pub team: String,
+    /// `account/region/id`.
+    pub certificate: String,
+    pub not_after: DateTime<Utc>,
+    pub days_left: i64,
+}
+
 /// A whole report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -132,6 +153,10 @@ pub struct Report {
     pub teams: Vec<TeamRow>,
     pub quarters: Vec<QuarterRow>,
     pub team_quarters: Vec<TeamQuarterRow>,
+    /// Open episodes by the escalation step they reached; incidents (`null`) first.
+    pub open_by_step: Vec<OpenByStep>,
+    /// What expires in the next 90 days, by team, soonest first: the timeline.
+    pub upcoming_expiries: Vec<UpcomingExpiry>,
 }
 
 /// The owner name reports use for stages without an owner tag.
@@ -168,7 +193,13 @@ pub struct ReportBuilder {
     by_team_quarter: BTreeMap<(String, String), Vec<f64>>,
     incidents_by_quarter: BTreeMap<String, usize>,
     incidents: usize,
+    /// By step (`None`: an incident): how many, the oldest age in days.
+    open_by_step: BTreeMap<Option<u32>, (usize, f64)>,
+    upcoming: Vec<UpcomingExpiry>,
 }
+
+/// How far ahead the expiry timeline looks.
+const UPCOMING_DAYS: i64 = 90;
 
 impl ReportBuilder {
     pub fn new(options: ReportOptions) -> ReportBuilder {
@@ -184,6 +215,8 @@ impl ReportBuilder {
             by_team_quarter: BTreeMap::new(),
             incidents_by_quarter: BTreeMap::new(),
             incidents: 0,
+            open_by_step: BTreeMap::new(),
+            upcoming: Vec::new(),
         }
     }
 
@@ -245,12 +278,27 @@ impl ReportBuilder {
         if record.users.iter().all(|u| u.owner.is_some()) {
             self.owned += 1;
         }
-        if let Some(not_after) = record.not_after
-            && not_after - self.options.now < Duration::days(30)
-        {
+        let Some(not_after) = record.not_after else {
+            return;
+        };
+        let left = not_after - self.options.now;
+        if left < Duration::days(30) {
             self.expiring += 1;
             if not_after <= self.options.now {
                 self.expired += 1;
+            }
+        }
+        if left >= Duration::zero() && left < Duration::days(UPCOMING_DAYS) {
+            let mut teams: Vec<&str> = owners.into_iter().filter(|o| self.wanted(o)).collect();
+            teams.sort_unstable();
+            teams.dedup();
+            for team in teams {
+                self.upcoming.push(UpcomingExpiry {
+                    team: team.to_string(),
+                    certificate: record.key.to_string(),
+                    not_after,
+                    days_left: crate::lifecycle::days_left(not_after, self.options.now),
+                });
             }
         }
     }
@@ -267,6 +315,20 @@ impl ReportBuilder {
             let acc = self.teams.entry(team).or_default();
             acc.endings.open += 1;
             acc.oldest_open = Some(acc.oldest_open.map_or(age, |o: f64| o.max(age)));
+            let step = match &episode.incident {
+                Some(_) => None,
+                None => Some(
+                    episode
+                        .steps
+                        .iter()
+                        .map(|s| s.days_left)
+                        .min()
+                        .unwrap_or(60),
+                ),
+            };
+            let (count, oldest) = self.open_by_step.entry(step).or_insert((0, 0.0));
+            *count += 1;
+            *oldest = oldest.max(age / 24.0);
             return;
         };
         if !self.in_range(resolved_at) {
@@ -362,6 +424,26 @@ impl ReportBuilder {
                     mttr_hours: Mttr::of(v),
                 })
                 .collect(),
+            open_by_step: self
+                .open_by_step
+                .iter()
+                .map(|(step, (episodes, oldest))| OpenByStep {
+                    step_days: *step,
+                    episodes: *episodes,
+                    oldest_days: *oldest,
+                })
+                .collect(),
+            upcoming_expiries: {
+                let mut upcoming = self.upcoming;
+                upcoming.sort_by(|a, b| {
+                    (a.not_after, &a.team, &a.certificate).cmp(&(
+                        b.not_after,
+                        &b.team,
+                        &b.certificate,
+                    ))
+                });
+                upcoming
+            },
         }
     }
 }
@@ -582,6 +664,19 @@ mod tests {
             "a team with one episode"
         );
         assert_eq!(r.kpis.incidents, 0);
+        // Search's open episode reached no step yet: the window's opening, 10 days old.
+        assert_eq!(
+            r.open_by_step,
+            vec![OpenByStep {
+                step_days: Some(60),
+                episodes: 1,
+                oldest_days: 10.0
+            }]
+        );
+        // c2 expires within 90 days (10 days left), for search; the others later.
+        assert_eq!(r.upcoming_expiries.len(), 1);
+        assert_eq!(r.upcoming_expiries[0].team, "search");
+        assert_eq!(r.upcoming_expiries[0].days_left, 10);
     }
 
     #[test]
@@ -624,6 +719,16 @@ mod tests {
         assert_eq!(only.kpis.incidents, 1);
         assert_eq!(only.teams.len(), 1);
         assert_eq!(only.teams[0].incidents, 1);
+        assert_eq!(
+            only.open_by_step,
+            vec![OpenByStep {
+                step_days: None,
+                episodes: 1,
+                oldest_days: 200.0
+            }],
+            "an incident, not a step"
+        );
+        assert!(only.upcoming_expiries.is_empty(), "already expired");
     }
 
     #[test]

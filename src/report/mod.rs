@@ -14,6 +14,6 @@ mod render;
 pub use render::{SCHEMA_VERSION, csv, json, table};
 
 pub use kpis::{
-    Endings, Kpis, Mttr, NO_OWNER, QuarterRow, Report, ReportBuilder, ReportOptions,
-    TeamQuarterRow, TeamRow, quarter_of,
+    Endings, Kpis, Mttr, NO_OWNER, OpenByStep, QuarterRow, Report, ReportBuilder, ReportOptions,
+    TeamQuarterRow, TeamRow, UpcomingExpiry, quarter_of,
 };

@@ -41,7 +41,8 @@ fn mttr_fields(m: &Mttr) -> [String; 4] {
     ]
 }
 
-/// The report as CSV: sections `kpis`, `teams`, `quarters`, `team_quarters`, each a table
+/// The report as CSV: sections `kpis`, `teams`, `quarters`, `team_quarters`, `open_by_step`,
+/// `upcoming_expiries`, each a table
 /// whose first column names the section, with its own header row; an empty line between
 /// sections. Empty fields are figures with nothing to rest on.
 pub fn csv(report: &Report) -> Result<String, csv::Error> {
@@ -172,6 +173,35 @@ pub fn csv(report: &Report) -> Result<String, csv::Error> {
         team_quarters.push(r);
     }
     section(team_quarters)?;
+    let mut open = vec![row(&["table", "step_days", "episodes", "oldest_days"])];
+    for o in &report.open_by_step {
+        open.push(vec![
+            "open_by_step".to_string(),
+            o.step_days
+                .map_or_else(|| "incident".to_string(), |d| d.to_string()),
+            o.episodes.to_string(),
+            format!("{:.1}", o.oldest_days),
+        ]);
+    }
+    section(open)?;
+    let mut upcoming = vec![row(&[
+        "table",
+        "team",
+        "certificate",
+        "not_after",
+        "days_left",
+    ])];
+    for u in &report.upcoming_expiries {
+        upcoming.push(vec![
+            "upcoming_expiries".to_string(),
+            u.team.clone(),
+            u.certificate.clone(),
+            u.not_after
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            u.days_left.to_string(),
+        ]);
+    }
+    section(upcoming)?;
     Ok(String::from_utf8(out).expect("CSV of UTF-8 fields is UTF-8"))
 }
 
@@ -256,6 +286,30 @@ pub fn table(report: &Report) -> String {
             hours(q.mttr_hours.p90),
             q.rotations,
             q.incidents
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "open episodes by step:");
+    for o in &report.open_by_step {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>6} (oldest {:.0} days)",
+            o.step_days
+                .map_or_else(|| "INCIDENT".to_string(), |d| format!("{d}-day step")),
+            o.episodes,
+            o.oldest_days
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "expiring in the next 90 days:");
+    for u in &report.upcoming_expiries {
+        let _ = writeln!(
+            out,
+            "  {}  {:>3} days  {:<20} {}",
+            u.not_after.format("%Y-%m-%d"),
+            u.days_left,
+            u.team,
+            u.certificate
         );
     }
     out

@@ -257,6 +257,22 @@ pub trait Store {
         stage: &crate::ids::StageKey,
         certificate: &CertificateKey,
     ) -> Result<bool, StoreError>;
+    /// Hands every record to `each`, one at a time, region by region through the location
+    /// index: memory stays within the page cache, where a walk of [`Store::records`] keeps
+    /// the pages it read resident (about 130 MiB more at 100,000 records of ten transitions,
+    /// measured by `cargo bench --bench report`). For reports.
+    fn each_record(&self, each: &mut dyn FnMut(CertificateRecord)) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for region in self.regions()? {
+            for (key, _) in self.keys_in(&region.account, &region.region)? {
+                if let Some(record) = self.load(&key)? {
+                    each(record);
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
     /// Every account and region with stored certificates, in key order, with how many are not
     /// deleted and when the latest of them was observed. Reads the location index only.
     fn regions(&self) -> Result<Vec<StoredRegion>, StoreError>;

@@ -125,7 +125,15 @@ fn a_report_of_a_rotation_is_valid_json_csv_a_parser_reads_and_the_same_from_an_
             assert_eq!(row.len(), width, "{row:?}");
         }
     }
-    assert_eq!(sections, ["kpi", "team", "quarter", "team"]);
+    assert_eq!(
+        sections,
+        ["kpi", "team", "quarter", "team", "step_days", "team"]
+    );
+    assert!(
+        rows.iter()
+            .any(|r| &r[0] == "upcoming_expiries" && &r[1] == "search"),
+        "the timeline names search's certificate"
+    );
     let mttr = rows
         .iter()
         .find(|r| &r[0] == "kpis" && &r[1] == "mttr_hours_mean")
