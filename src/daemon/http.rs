@@ -47,6 +47,11 @@ struct QueueLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatLabel {
+    stat: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BandLabel {
     band: String,
 }
@@ -72,6 +77,11 @@ pub struct Observatory {
     oldest_message_age: Gauge,
     queue_throttles: Family<QueueLabel, Counter>,
     queue_up: Family<QueueLabel, Gauge>,
+    kpi_expiring: Gauge,
+    kpi_owner_coverage: Gauge<f64, std::sync::atomic::AtomicU64>,
+    kpi_mttr: Family<StatLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    kpi_mttr_episodes: Gauge,
+    kpi_incidents: Gauge,
     last_complete_at: Mutex<Option<DateTime<Utc>>>,
     /// Each event queue and what its last call said: `None` before the first answer.
     queues: Mutex<std::collections::BTreeMap<String, Option<Result<(), String>>>>,
@@ -166,8 +176,43 @@ impl Observatory {
             "Whether the event queue answered its last call (1) or not (0)",
             queue_up.clone(),
         );
+        let kpi_expiring = Gauge::default();
+        registry.register(
+            "kpi_expiring_within_30_days",
+            "Certificates a stage presents with fewer than 30 days left (as of the last scan)",
+            kpi_expiring.clone(),
+        );
+        let kpi_owner_coverage = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "kpi_owner_coverage_percent",
+            "Certificates a stage presents whose every such stage has an owner from tags, percent",
+            kpi_owner_coverage.clone(),
+        );
+        let kpi_mttr = Family::<StatLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "kpi_mttr_hours",
+            "Time to rotate, hours, over every recorded rotation episode (stat: mean, median, p90)",
+            kpi_mttr.clone(),
+        );
+        let kpi_mttr_episodes = Gauge::default();
+        registry.register(
+            "kpi_mttr_episodes",
+            "The rotation episodes kpi_mttr_hours rests on",
+            kpi_mttr_episodes.clone(),
+        );
+        let kpi_incidents = Gauge::default();
+        registry.register(
+            "kpi_incidents",
+            "Certificates that expired while a stage presented them, ever recorded",
+            kpi_incidents.clone(),
+        );
         Arc::new(Observatory {
             registry: Mutex::new(registry),
+            kpi_expiring,
+            kpi_owner_coverage,
+            kpi_mttr,
+            kpi_mttr_episodes,
+            kpi_incidents,
             scans_skipped,
             events,
             oldest_message_age,
@@ -218,6 +263,27 @@ impl Observatory {
                 .set(done.scan.started_at.timestamp());
             *self.last_complete_at.lock().expect("not poisoned") = Some(done.scan.started_at);
         }
+    }
+
+    /// The KPIs of a report over the whole store, for Grafana.
+    pub fn kpis(&self, kpis: &crate::report::Kpis) {
+        self.kpi_expiring.set(kpis.expiring_within_30_days as i64);
+        if let Some(p) = kpis.owner_coverage_percent {
+            self.kpi_owner_coverage.set(p);
+        }
+        for (stat, value) in [
+            ("mean", kpis.mttr_hours.mean),
+            ("median", kpis.mttr_hours.median),
+            ("p90", kpis.mttr_hours.p90),
+        ] {
+            if let Some(v) = value {
+                self.kpi_mttr
+                    .get_or_create(&StatLabel { stat: stat.into() })
+                    .set(v);
+            }
+        }
+        self.kpi_mttr_episodes.set(kpis.mttr_hours.episodes as i64);
+        self.kpi_incidents.set(kpis.incidents as i64);
     }
 
     /// AWS calls made, by (operation, outcome).

@@ -44,6 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "notify",
             "observe",
             "output",
+            "report",
             "store",
         ],
     ),

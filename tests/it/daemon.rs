@@ -96,6 +96,16 @@ fn the_daemon_runs_in_process_until_its_shutdown_future_resolves() {
         value("certsentinel_last_complete_scan_timestamp_seconds") > 0.0,
         "{text}"
     );
+    assert_eq!(
+        value("certsentinel_kpi_expiring_within_30_days"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value("certsentinel_kpi_owner_coverage_percent"),
+        0.0,
+        "{text}"
+    );
     assert!(
         !store.outbox_pending().unwrap().is_empty() || !store.delivered(10).unwrap().is_empty(),
         "its intents are in the outbox, pending or delivered"
