@@ -150,7 +150,8 @@ for i in issues[:8]:
 if len(issues) > 8:
     print(f"  ... and {len(issues) - 8} more")
 for a in alerts:
-    print(f"  page {a['severity']:8} {a['status']:9} {a['summary'][:90]}")
+    summary = a['summary'] if len(a['summary']) <= 90 else a['summary'][:89] + "…"
+    print(f"  page {a['severity']:8} {a['status']:9} {summary}")
 if not issues and not alerts and not mails:
     print("  (nothing new: the state database in target/sandbox-state already holds what an earlier\n"
           "   run decided and sent today; remove that directory to watch a first run again)")

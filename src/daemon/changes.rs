@@ -84,8 +84,6 @@ pub struct Handled {
     /// The intents decided, committed to the outbox.
     pub intents: Vec<Intent>,
     pub events: Vec<EventOutcome>,
-    /// Certificates observed.
-    pub observations: usize,
     /// The AWS calls the re-reads made, by (operation, outcome).
     pub calls: BTreeMap<(String, String), u64>,
 }
@@ -195,7 +193,6 @@ impl Changes {
             }
             match decided {
                 Ok(decided) => {
-                    out.observations += decided.observations;
                     out.intents.extend(decided.intents);
                     for i in group.messages {
                         done[i] = true;

@@ -437,45 +437,19 @@ impl ControlPlane {
     /// Whether an API still exists, REST or WebSocket: a targeted read that confirms an
     /// absence before anything counts as gone.
     pub async fn api_exists(&self, kind: StageKind, api_id: &str) -> Result<bool, CallError> {
-        match kind {
-            StageKind::Rest => Ok(self.get_rest_api(api_id).await?.is_some()),
-            StageKind::WebSocket => Ok(absent_is_none(
-                self.gate
-                    .call("GetApi", || self.v2.get_api().api_id(api_id).send())
-                    .await,
-            )?
-            .is_some()),
-        }
+        Ok(self.get_api(kind, api_id).await?.is_some())
     }
 
     /// Whether a stage still exists, REST or WebSocket (see [`ControlPlane::api_exists`]).
     pub async fn stage_exists(&self, key: &StageKey) -> Result<bool, CallError> {
-        match key.kind {
-            StageKind::Rest => Ok(absent_is_none(
-                self.gate
-                    .call("GetStage", || {
-                        self.v1
-                            .get_stage()
-                            .rest_api_id(&key.api_id)
-                            .stage_name(&key.stage_name)
-                            .send()
-                    })
-                    .await,
-            )?
-            .is_some()),
-            StageKind::WebSocket => Ok(absent_is_none(
-                self.gate
-                    .call("GetStageV2", || {
-                        self.v2
-                            .get_stage()
-                            .api_id(&key.api_id)
-                            .stage_name(&key.stage_name)
-                            .send()
-                    })
-                    .await,
-            )?
-            .is_some()),
-        }
+        // Only the ids matter to the read; the API's name and tags do not.
+        let api = Api {
+            kind: key.kind,
+            id: key.api_id.clone(),
+            name: String::new(),
+            tags: Tags::new(),
+        };
+        Ok(self.get_stage(&api, &key.stage_name).await?.is_some())
     }
 
     /// An ACM certificate; `None` when ACM says it does not exist.
