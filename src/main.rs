@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use certsentinel::config::{ConfigError, LogFormat, Settings};
+use certsentinel::daemon::report_page;
 use certsentinel::daemon::state_api::{self, Found, Outbox, StateClient};
 use certsentinel::daemon::{Daemon, ScanStore, scan_once};
 use certsentinel::inventory::{aws, scan};
@@ -129,16 +130,16 @@ enum Command {
     /// quarter, from the state database (or a `state export` file), never from the network.
     Report {
         /// Episodes that ended, and incidents that began, from this date or time (UTC).
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = report::parse_time)]
         since: Option<chrono::DateTime<chrono::Utc>>,
         /// ... until this one (default: now).
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = report::parse_time)]
         until: Option<chrono::DateTime<chrono::Utc>>,
         /// Only this team.
         #[arg(long)]
         team: Option<String>,
         /// The report's now (default: the clock), so a report can be made again identically.
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = report::parse_time)]
         now: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
@@ -156,16 +157,9 @@ enum ReportFormat {
     Table,
     Json,
     Csv,
-}
-
-/// A date (`2026-10-01`, midnight UTC) or an RFC 3339 time.
-fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
-        .map_err(|_| format!("'{text}' is neither a date (2026-10-01) nor an RFC 3339 time"))
+    /// One self-contained page with its charts inline (no script, font or style from
+    /// elsewhere); the daemon serves the same at `/report`.
+    Html,
 }
 
 /// How a command that did not fail ended.
@@ -304,6 +298,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 until,
                 team,
                 now: now.unwrap_or_else(chrono::Utc::now),
+                big_bang_hours: settings.policy.big_bang_hours,
             };
             report_command(&settings, options, format, out, from)
         }
@@ -547,9 +542,10 @@ fn report_command(
     out_file: Option<PathBuf>,
     from: Option<PathBuf>,
 ) -> anyhow::Result<Outcome> {
-    let mut builder = ReportBuilder::new(options);
-    match from {
+    let report = match from {
+        // An export holds records only: failed deliveries stay unknown, and say so.
         Some(path) => {
+            let mut builder = ReportBuilder::new(options);
             let file = std::fs::File::open(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             for (n, line) in std::io::BufRead::lines(std::io::BufReader::new(file)).enumerate() {
@@ -566,23 +562,25 @@ fn report_command(
                 })?;
                 builder.add(&record);
             }
+            builder.finish()
         }
         None => match StateSource::open(settings)? {
-            StateSource::Store(store) => {
-                store.each_record(&mut |record| builder.add(&record))?;
-            }
+            StateSource::Store(store) => report_page::report_from_store(&store, options)?,
             source => {
+                let mut builder = ReportBuilder::new(options);
                 for record in source.records()? {
                     builder.add(&record);
                 }
+                report_page::add_failed_deliveries(&mut builder, &source.outbox(0)?.pending);
+                builder.finish()
             }
         },
-    }
-    let report = builder.finish();
+    };
     let text = match format {
         ReportFormat::Table => report::table(&report),
         ReportFormat::Json => report::json(&report),
         ReportFormat::Csv => report::csv(&report)?,
+        ReportFormat::Html => report::html(&report)?,
     };
     match out_file {
         Some(path) => std::fs::write(&path, text)

@@ -209,8 +209,9 @@ impl Daemon {
                 .map_err(|e| DaemonError::Task(format!("daemon.listen: {e}")))?;
             tracing::info!(listen = %self.settings.daemon.listen, "serving /healthz, /readyz and /metrics");
             let stopped = stop.clone();
+            let big_bang_hours = settings.policy.big_bang_hours;
             tasks.spawn(async move {
-                axum::serve(listener, router(observatory))
+                axum::serve(listener, router(observatory, big_bang_hours))
                     .with_graceful_shutdown(stopped.cancelled_owned())
                     .await
                     .map_err(|e| DaemonError::Task(format!("the HTTP listener failed: {e}")))
@@ -539,6 +540,8 @@ fn kpis_now(store: &SledStore) -> Result<crate::report::Kpis, StoreError> {
         until: None,
         team: None,
         now: chrono::Utc::now(),
+        // The KPIs do not count big-bang cut-overs.
+        big_bang_hours: 0,
     });
     store.each_record(&mut |record| builder.add(&record))?;
     Ok(builder.finish().kpis)

@@ -421,14 +421,16 @@ impl Observatory {
 
 /// The routes of the listener: health, readiness, metrics, and the state read-only
 /// ([`super::state_api`]).
-pub fn router(observatory: Arc<Observatory>) -> Router {
+pub fn router(observatory: Arc<Observatory>, big_bang_hours: u32) -> Router {
     let state = super::state_api::routes(observatory.store.clone());
+    let report = super::report_page::routes(observatory.store.clone(), big_bang_hours);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(observatory)
         .merge(state)
+        .merge(report)
 }
 
 async fn readyz(State(o): State<Arc<Observatory>>) -> impl IntoResponse {

@@ -18,6 +18,7 @@ mod app;
 pub mod changes;
 pub mod http;
 pub mod reconcile;
+pub mod report_page;
 pub mod state_api;
 mod step;
 

@@ -242,6 +242,7 @@ impl Step<'_> {
                         stage,
                         at: self.t,
                         how: Resolution::CertificateDeleted,
+                        new_certificate_age_hours: None,
                     });
                 }
                 self.resolve(i, Resolution::CertificateDeleted);
@@ -342,10 +343,23 @@ impl Step<'_> {
             if last_how.as_ref().is_none_or(|h| rank(&how) > rank(h)) {
                 last_how = Some(how.clone());
             }
+            // The new certificate's age at the switch, kept so reports can count big-bang
+            // cut-overs from the record alone (the certificate's own record may be gone).
+            let new_certificate_age_hours = match (&how, departed.get(stage)) {
+                (
+                    Resolution::SwitchedTo { .. },
+                    Some(StageFate::SwitchedTo {
+                        certificate_created_at: Some(created),
+                        ..
+                    }),
+                ) => Some((self.t - *created).num_hours()),
+                _ => None,
+            };
             self.rec.episodes[i].departures.push(StageDeparture {
                 stage: stage.clone(),
                 at: self.t,
                 how,
+                new_certificate_age_hours,
             });
         }
         if now_stages.is_empty() {

@@ -337,6 +337,14 @@ fn big_bang_cut_over_gets_a_comment_and_a_mature_one_does_not() {
             ..
         }
     ));
+    // The record keeps each switch's new-certificate age, so reports need no outbox.
+    let ages: Vec<Option<i64>> = r
+        .episode(A)
+        .departures
+        .iter()
+        .map(|d| d.new_certificate_age_hours)
+        .collect();
+    assert_eq!(ages, [Some(2), Some(120)]);
 }
 
 #[test]

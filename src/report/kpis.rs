@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
 
-use crate::lifecycle::{CertState, CertificateRecord, Episode, Resolution};
+use crate::lifecycle::{CertState, CertificateRecord, Episode, Resolution, TransitionEvent};
 
 /// What a report covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,9 @@ pub struct ReportOptions {
     pub team: Option<String>,
     /// The report's "now": the same records and `now` give the same report.
     pub now: DateTime<Utc>,
+    /// A switch to a certificate younger than this many hours is a big-bang cut-over (the
+    /// policy's `big_bang_hours`).
+    pub big_bang_hours: u32,
 }
 
 /// Mean, median and 90th percentile of durations, in hours, and how many they rest on.
@@ -101,6 +104,8 @@ pub struct TeamRow {
     /// The oldest open episode's age, hours.
     pub oldest_open_hours: Option<f64>,
     pub incidents: usize,
+    /// Rotations in which a stage moved to a certificate younger than the big-bang threshold.
+    pub big_bang_cut_overs: usize,
 }
 
 /// One quarter's figures.
@@ -142,6 +147,60 @@ pub struct UpcomingExpiry {
     pub days_left: i64,
 }
 
+/// A rotation in which stages moved to a certificate made only hours before: the backend had
+/// little or no time to learn to trust it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BigBangCutOver {
+    pub team: String,
+    /// The certificate rotated away from, `account/region/id`.
+    pub certificate: String,
+    pub rotated_at: DateTime<Utc>,
+    /// The youngest certificate a stage of the episode moved to, and its age then.
+    pub new_certificate: String,
+    pub new_certificate_age_hours: i64,
+    /// How many of the episode's stages moved to a certificate that young.
+    pub stages: usize,
+}
+
+/// What a partner's trust store waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Waiting {
+    /// The certificate is at risk and no successor was announced: nothing to add yet.
+    Successor,
+    /// The successor's PEM was sent: the partner must trust it before the cut-over.
+    CutOver,
+    /// The stages moved on; the old certificate may leave the trust store only once the
+    /// stabilisation period ends.
+    Removal,
+}
+
+/// A partner whose trust store has an update ahead, as of `now`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PartnerWaiting {
+    pub partner: String,
+    pub team: String,
+    /// `account/region/id`.
+    pub certificate: String,
+    pub waiting_for: Waiting,
+    /// Since when: the episode's opening, the successor's announcement, or the cut-over.
+    pub since: DateTime<Utc>,
+    pub not_after: Option<DateTime<Utc>>,
+}
+
+/// A backend that refused an intent for good: it waits for `certsentinel notify --retry`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedDelivery {
+    pub backend: String,
+    /// The intent's idempotency key.
+    pub intent: String,
+    /// `account/region/id`.
+    pub certificate: String,
+    pub team: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
 /// A whole report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -157,6 +216,13 @@ pub struct Report {
     pub open_by_step: Vec<OpenByStep>,
     /// What expires in the next 90 days, by team, soonest first: the timeline.
     pub upcoming_expiries: Vec<UpcomingExpiry>,
+    /// Rotations (ended in the range) that were big-bang cut-overs, latest first.
+    pub big_bang_cut_overs: Vec<BigBangCutOver>,
+    /// Partners with a trust-store update ahead, as of `now`.
+    pub partners_waiting: Vec<PartnerWaiting>,
+    /// Deliveries refused for good and not yet retried; `None` when the source has no outbox
+    /// (a `state export` file holds records only).
+    pub failed_deliveries: Option<Vec<FailedDelivery>>,
 }
 
 /// The owner name reports use for stages without an owner tag.
@@ -177,6 +243,7 @@ struct TeamAcc {
     rotations: Vec<f64>,
     oldest_open: Option<f64>,
     incidents: usize,
+    big_bang: usize,
 }
 
 /// Builds a report one record at a time.
@@ -196,6 +263,9 @@ pub struct ReportBuilder {
     /// By step (`None`: an incident): how many, the oldest age in days.
     open_by_step: BTreeMap<Option<u32>, (usize, f64)>,
     upcoming: Vec<UpcomingExpiry>,
+    big_bang: Vec<BigBangCutOver>,
+    partners: Vec<PartnerWaiting>,
+    failed: Option<Vec<FailedDelivery>>,
 }
 
 /// How far ahead the expiry timeline looks.
@@ -217,7 +287,24 @@ impl ReportBuilder {
             incidents: 0,
             open_by_step: BTreeMap::new(),
             upcoming: Vec::new(),
+            big_bang: Vec::new(),
+            partners: Vec::new(),
+            failed: None,
         }
+    }
+
+    /// Adds a delivery refused for good (from the outbox). A report to which none is added,
+    /// not even an empty list through [`ReportBuilder::outbox_read`], says failed deliveries
+    /// are unknown rather than none.
+    pub fn add_failed_delivery(&mut self, failed: FailedDelivery) {
+        if self.wanted(&failed.team) {
+            self.failed.get_or_insert_with(Vec::new).push(failed);
+        }
+    }
+
+    /// Says the outbox was read, so no failed delivery added means none.
+    pub fn outbox_read(&mut self) {
+        self.failed.get_or_insert_with(Vec::new);
     }
 
     fn in_range(&self, t: DateTime<Utc>) -> bool {
@@ -242,6 +329,7 @@ impl ReportBuilder {
             if !self.wanted(&team) {
                 continue;
             }
+            self.add_partners(record, episode, &team);
             self.add_episode(record, episode, team);
         }
         // One incident per certificate and expiry, whoever's stages presented it.
@@ -344,6 +432,16 @@ impl ReportBuilder {
                 let took = hours(resolved_at - handed_over_start(record, episode));
                 acc.endings.rotated += 1;
                 acc.rotations.push(took);
+                if let Some(cut_over) = big_bang(
+                    record,
+                    episode,
+                    &team,
+                    resolved_at,
+                    self.options.big_bang_hours,
+                ) {
+                    acc.big_bang += 1;
+                    self.big_bang.push(cut_over);
+                }
                 let quarter = quarter_of(resolved_at);
                 self.by_quarter
                     .entry(quarter.clone())
@@ -363,6 +461,48 @@ impl ReportBuilder {
                 acc.endings.deleted += 1
             }
             Some(Resolution::StoppedPresenting) | None => acc.endings.stopped_presenting += 1,
+        }
+    }
+
+    /// The partners of `episode` whose trust store has an update ahead, as of `now`.
+    fn add_partners(&mut self, record: &CertificateRecord, episode: &Episode, team: &str) {
+        let now = self.options.now;
+        if episode.partners.is_empty() || episode.detected_at > now {
+            return;
+        }
+        let waiting = match episode.resolved_at.filter(|at| *at <= now) {
+            None => {
+                let announced = record.history.iter().find(|t| {
+                    t.at <= now
+                        && matches!(t.event, TransitionEvent::SuccessorAnnounced { episode: id, .. } if id == episode.id)
+                });
+                match announced {
+                    Some(t) => (Waiting::CutOver, t.at),
+                    None => (Waiting::Successor, episode.detected_at),
+                }
+            }
+            Some(resolved_at) => {
+                // Released with the clean-up reminder, or when the certificate is deleted.
+                let released = [episode.cleanup_reminded_at, episode.cleanup_done_at]
+                    .into_iter()
+                    .flatten()
+                    .any(|at| at <= now);
+                let moved_on = matches!(episode.resolution, Some(Resolution::SwitchedTo { .. }));
+                if released || !moved_on || record.state == CertState::Deleted {
+                    return;
+                }
+                (Waiting::Removal, resolved_at)
+            }
+        };
+        for partner in &episode.partners {
+            self.partners.push(PartnerWaiting {
+                partner: partner.clone(),
+                team: team.to_string(),
+                certificate: record.key.to_string(),
+                waiting_for: waiting.0,
+                since: waiting.1,
+                not_after: record.not_after,
+            });
         }
     }
 
@@ -397,6 +537,7 @@ impl ReportBuilder {
                     endings: acc.endings.clone(),
                     oldest_open_hours: acc.oldest_open,
                     incidents: acc.incidents,
+                    big_bang_cut_overs: acc.big_bang,
                 })
                 .collect(),
             quarters: quarters
@@ -444,8 +585,69 @@ impl ReportBuilder {
                 });
                 upcoming
             },
+            big_bang_cut_overs: {
+                let mut rows = self.big_bang;
+                rows.sort_by(|a, b| {
+                    (b.rotated_at, &a.team, &a.certificate).cmp(&(
+                        a.rotated_at,
+                        &b.team,
+                        &b.certificate,
+                    ))
+                });
+                rows
+            },
+            partners_waiting: {
+                let mut rows = self.partners;
+                rows.sort_by(|a, b| {
+                    (a.waiting_for, a.since, &a.partner, &a.certificate).cmp(&(
+                        b.waiting_for,
+                        b.since,
+                        &b.partner,
+                        &b.certificate,
+                    ))
+                });
+                rows
+            },
+            failed_deliveries: self.failed.map(|mut rows| {
+                rows.sort_by(|a, b| {
+                    (a.at, &a.intent, &a.backend).cmp(&(b.at, &b.intent, &b.backend))
+                });
+                rows
+            }),
         }
     }
+}
+
+/// The big-bang cut-over in a rotated `episode`, if a stage moved to a certificate younger
+/// than `threshold_hours`. Departures recorded before their age was kept do not count.
+fn big_bang(
+    record: &CertificateRecord,
+    episode: &Episode,
+    team: &str,
+    rotated_at: DateTime<Utc>,
+    threshold_hours: u32,
+) -> Option<BigBangCutOver> {
+    let young: Vec<_> = episode
+        .departures
+        .iter()
+        .filter_map(|d| match (&d.how, d.new_certificate_age_hours) {
+            (Resolution::SwitchedTo { certificate, .. }, Some(age))
+                if age < i64::from(threshold_hours) =>
+            {
+                Some((certificate, age))
+            }
+            _ => None,
+        })
+        .collect();
+    let (youngest, age) = young.iter().min_by_key(|(_, age)| *age)?;
+    Some(BigBangCutOver {
+        team: team.to_string(),
+        certificate: record.key.to_string(),
+        rotated_at,
+        new_certificate: youngest.to_string(),
+        new_certificate_age_hours: *age,
+        stages: young.len(),
+    })
 }
 
 /// When the work on `episode` began: its own start, or, when it took over from another
@@ -475,7 +677,7 @@ fn handed_over_start(record: &CertificateRecord, episode: &Episode) -> DateTime<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lifecycle::{Incident, StageUser};
+    use crate::lifecycle::{Incident, StageDeparture, StageUser};
     use crate::test_support::{at, cert, stage};
     use std::collections::BTreeSet;
 
@@ -559,6 +761,7 @@ mod tests {
             until: None,
             team: None,
             now: at(now),
+            big_bang_hours: 24,
         }
     }
 
@@ -767,5 +970,169 @@ mod tests {
             all,
             "same records, same now, same report"
         );
+    }
+
+    fn switched(stage_name: &str, day: f64, to: &str, age_hours: Option<i64>) -> StageDeparture {
+        StageDeparture {
+            stage: stage(stage_name),
+            at: at(day),
+            how: Resolution::SwitchedTo {
+                certificate: cert(to),
+                still_at_risk: false,
+            },
+            new_certificate_age_hours: age_hours,
+        }
+    }
+
+    #[test]
+    fn big_bang_cut_overs_are_rotations_to_a_certificate_hours_old() {
+        let mut hasty = ended(episode(1, Some("payments"), 0.0), 5.0, rotated());
+        hasty.departures = vec![
+            switched("s1", 4.0, "new-a", Some(30)),
+            switched("s2", 5.0, "new-b", Some(2)),
+            switched("s3", 5.0, "new-b", Some(23)),
+        ];
+        let mut careful = ended(episode(1, Some("search"), 0.0), 5.0, rotated());
+        careful.departures = vec![switched("s4", 5.0, "new-c", Some(24))];
+        // Recorded before the age was kept: unknown, so not counted.
+        let mut old = ended(episode(1, Some("search"), 10.0), 12.0, rotated());
+        old.departures = vec![switched("s5", 12.0, "new-d", None)];
+        let records = vec![
+            record("c1", 60.0, &[], vec![hasty]),
+            record("c2", 60.0, &[], vec![careful]),
+            record("c3", 70.0, &[], vec![old]),
+        ];
+        let r = report(&records, options(30.0));
+        assert_eq!(r.kpis.mttr_hours.episodes, 3, "all three are rotations");
+        assert_eq!(r.big_bang_cut_overs.len(), 1);
+        let b = &r.big_bang_cut_overs[0];
+        assert_eq!(
+            (b.team.as_str(), b.new_certificate_age_hours, b.stages),
+            ("payments", 2, 2),
+            "the youngest, and both stages under 24 h"
+        );
+        assert_eq!(b.new_certificate, cert("new-b").to_string());
+        let teams: Vec<(&str, usize)> = r
+            .teams
+            .iter()
+            .map(|t| (t.team.as_str(), t.big_bang_cut_overs))
+            .collect();
+        assert_eq!(teams, [("payments", 1), ("search", 0)]);
+        // A stricter policy (12 h) still counts the 2-hour-old one; a laxer one (48 h) also
+        // the 24-hour-old one.
+        let strict = report(
+            &records,
+            ReportOptions {
+                big_bang_hours: 12,
+                ..options(30.0)
+            },
+        );
+        assert_eq!(strict.big_bang_cut_overs.len(), 1);
+        let lax = report(
+            &records,
+            ReportOptions {
+                big_bang_hours: 48,
+                ..options(30.0)
+            },
+        );
+        assert_eq!(lax.big_bang_cut_overs.len(), 2);
+        // A switch to another expiring certificate is no rotation, hence no big-bang one.
+        let mut to_expiring = ended(
+            episode(1, Some("payments"), 0.0),
+            5.0,
+            Resolution::SwitchedTo {
+                certificate: cert("x"),
+                still_at_risk: true,
+            },
+        );
+        to_expiring.departures = vec![switched("s1", 5.0, "x", Some(1))];
+        let r = report(&[record("c9", 60.0, &[], vec![to_expiring])], options(30.0));
+        assert!(r.big_bang_cut_overs.is_empty());
+    }
+
+    #[test]
+    fn partners_wait_for_the_successor_then_the_cut_over_then_the_removal_as_of_now() {
+        let mut ep = episode(1, Some("payments"), 0.0);
+        ep.partners = ["acme".to_string()].into();
+        let mut c1 = record("c1", 60.0, &[Some("payments")], vec![ep.clone()]);
+        let as_of = |rec: &CertificateRecord, now: f64| -> Vec<(Waiting, DateTime<Utc>)> {
+            report(std::slice::from_ref(rec), options(now))
+                .partners_waiting
+                .iter()
+                .map(|p| (p.waiting_for, p.since))
+                .collect()
+        };
+        assert_eq!(as_of(&c1, 1.0), [(Waiting::Successor, at(0.0))]);
+        c1.history.push(crate::lifecycle::Transition {
+            at: at(3.0),
+            event: TransitionEvent::SuccessorAnnounced {
+                episode: 1,
+                successor: cert("c2"),
+            },
+        });
+        assert_eq!(
+            as_of(&c1, 2.0),
+            [(Waiting::Successor, at(0.0))],
+            "not yet announced"
+        );
+        assert_eq!(as_of(&c1, 4.0), [(Waiting::CutOver, at(3.0))]);
+        // The stage moved on day 10; the clean-up reminder (which releases partners) on day 24.
+        let mut moved = ended(ep.clone(), 10.0, rotated());
+        moved.cleanup_reminded_at = Some(at(24.0));
+        moved.partners_released = true;
+        c1.episodes = vec![moved];
+        assert_eq!(
+            as_of(&c1, 4.0),
+            [(Waiting::CutOver, at(3.0))],
+            "as of day 4"
+        );
+        assert_eq!(as_of(&c1, 11.0), [(Waiting::Removal, at(10.0))]);
+        assert!(as_of(&c1, 25.0).is_empty(), "released");
+        // Nobody waits after an owner change: the new owner's episode carries the partners.
+        let handed = ended(ep.clone(), 10.0, Resolution::OwnerChanged { to: None });
+        let c3 = record("c3", 60.0, &[], vec![handed]);
+        assert!(as_of(&c3, 11.0).is_empty());
+        // A team filter keeps its own partners only.
+        let only = report(
+            std::slice::from_ref(&c1),
+            ReportOptions {
+                team: Some("search".into()),
+                ..options(11.0)
+            },
+        );
+        assert!(only.partners_waiting.is_empty());
+    }
+
+    #[test]
+    fn failed_deliveries_are_unknown_without_an_outbox_and_none_when_it_was_read() {
+        let records = vec![record("c1", 60.0, &[Some("payments")], vec![])];
+        assert_eq!(report(&records, options(1.0)).failed_deliveries, None);
+        let mut b = ReportBuilder::new(options(1.0));
+        b.outbox_read();
+        assert_eq!(b.finish().failed_deliveries, Some(vec![]));
+        let failed = |team: &str, at_day: f64| FailedDelivery {
+            backend: "jira".into(),
+            intent: format!("{team}|c1|open"),
+            certificate: cert("c1").to_string(),
+            team: team.into(),
+            at: at(at_day),
+            reason: "400: field 'priority' is not on the screen".into(),
+        };
+        let mut b = ReportBuilder::new(ReportOptions {
+            team: Some("search".into()),
+            ..options(5.0)
+        });
+        b.outbox_read();
+        b.add_failed_delivery(failed("search", 2.0));
+        b.add_failed_delivery(failed("payments", 1.0));
+        b.add_failed_delivery(failed("search", 1.0));
+        let got: Vec<DateTime<Utc>> = b
+            .finish()
+            .failed_deliveries
+            .unwrap()
+            .iter()
+            .map(|f| f.at)
+            .collect();
+        assert_eq!(got, [at(1.0), at(2.0)], "the team's own, oldest first");
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::kpis::{Mttr, Report};
+use super::kpis::{Mttr, Report, Waiting};
 
 /// The JSON layout's version, in `schema_version`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -42,7 +42,8 @@ fn mttr_fields(m: &Mttr) -> [String; 4] {
 }
 
 /// The report as CSV: sections `kpis`, `teams`, `quarters`, `team_quarters`, `open_by_step`,
-/// `upcoming_expiries`, each a table
+/// `upcoming_expiries`, `big_bang_cut_overs`, `partners_waiting` and `failed_deliveries` (left
+/// out when the source has no outbox), each a table
 /// whose first column names the section, with its own header row; an empty line between
 /// sections. Empty fields are figures with nothing to rest on.
 pub fn csv(report: &Report) -> Result<String, csv::Error> {
@@ -116,6 +117,7 @@ pub fn csv(report: &Report) -> Result<String, csv::Error> {
         "open",
         "oldest_open_hours",
         "incidents",
+        "big_bang_cut_overs",
     ])];
     for t in &report.teams {
         let e = &t.endings;
@@ -134,6 +136,7 @@ pub fn csv(report: &Report) -> Result<String, csv::Error> {
         );
         r.push(figure(t.oldest_open_hours));
         r.push(t.incidents.to_string());
+        r.push(t.big_bang_cut_overs.to_string());
         teams.push(r);
     }
     section(teams)?;
@@ -196,13 +199,83 @@ pub fn csv(report: &Report) -> Result<String, csv::Error> {
             "upcoming_expiries".to_string(),
             u.team.clone(),
             u.certificate.clone(),
-            u.not_after
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            time(u.not_after),
             u.days_left.to_string(),
         ]);
     }
     section(upcoming)?;
+    let mut big_bang = vec![row(&[
+        "table",
+        "team",
+        "certificate",
+        "rotated_at",
+        "new_certificate",
+        "new_certificate_age_hours",
+        "stages",
+    ])];
+    for b in &report.big_bang_cut_overs {
+        big_bang.push(vec![
+            "big_bang_cut_overs".to_string(),
+            b.team.clone(),
+            b.certificate.clone(),
+            time(b.rotated_at),
+            b.new_certificate.clone(),
+            b.new_certificate_age_hours.to_string(),
+            b.stages.to_string(),
+        ]);
+    }
+    section(big_bang)?;
+    let mut partners = vec![row(&[
+        "table",
+        "partner",
+        "team",
+        "certificate",
+        "waiting_for",
+        "since",
+        "not_after",
+    ])];
+    for p in &report.partners_waiting {
+        partners.push(vec![
+            "partners_waiting".to_string(),
+            p.partner.clone(),
+            p.team.clone(),
+            p.certificate.clone(),
+            serde_plain::to_string(&p.waiting_for).expect("a unit variant"),
+            time(p.since),
+            p.not_after.map_or_else(String::new, time),
+        ]);
+    }
+    section(partners)?;
+    // Unknown (a report from an export, which has no outbox): the section is left out rather
+    // than shown empty, which would say "none".
+    if let Some(failed) = &report.failed_deliveries {
+        let mut rows = vec![row(&[
+            "table",
+            "backend",
+            "intent",
+            "certificate",
+            "team",
+            "at",
+            "reason",
+        ])];
+        for f in failed {
+            rows.push(vec![
+                "failed_deliveries".to_string(),
+                f.backend.clone(),
+                f.intent.clone(),
+                f.certificate.clone(),
+                f.team.clone(),
+                time(f.at),
+                f.reason.clone(),
+            ]);
+        }
+        section(rows)?;
+    }
     Ok(String::from_utf8(out).expect("CSV of UTF-8 fields is UTF-8"))
+}
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn hours(v: Option<f64>) -> String {
@@ -312,5 +385,70 @@ pub fn table(report: &Report) -> String {
             u.certificate
         );
     }
+    if !report.big_bang_cut_overs.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "big-bang cut-overs (rotations to a certificate hours old):"
+        );
+        for b in &report.big_bang_cut_overs {
+            let _ = writeln!(
+                out,
+                "  {}  {:<20} {} -> {} ({} h old, {} stage(s))",
+                b.rotated_at.format("%Y-%m-%d"),
+                b.team,
+                b.certificate,
+                b.new_certificate,
+                b.new_certificate_age_hours,
+                b.stages
+            );
+        }
+    }
+    if !report.partners_waiting.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "partners waiting on a trust-store update:");
+        for p in &report.partners_waiting {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:<12} since {}  {:<20} {}",
+                p.partner,
+                waiting_words(p.waiting_for),
+                p.since.format("%Y-%m-%d"),
+                p.team,
+                p.certificate
+            );
+        }
+    }
+    let _ = writeln!(out);
+    match &report.failed_deliveries {
+        None => {
+            let _ = writeln!(
+                out,
+                "failed deliveries: unknown (a state export has no outbox)"
+            );
+        }
+        Some(failed) => {
+            let _ = writeln!(out, "failed deliveries: {}", failed.len());
+            for f in failed {
+                let _ = writeln!(
+                    out,
+                    "  {}  {:<10} {}  {}",
+                    f.at.format("%Y-%m-%d %H:%M"),
+                    f.backend,
+                    f.intent,
+                    f.reason
+                );
+            }
+        }
+    }
     out
+}
+
+/// What a partner waits for, in words.
+pub fn waiting_words(w: Waiting) -> &'static str {
+    match w {
+        Waiting::Successor => "the successor",
+        Waiting::CutOver => "the cut-over",
+        Waiting::Removal => "removal",
+    }
 }

@@ -97,6 +97,12 @@ fn wait_for_http(url: &str, child: &mut Child, what: &str) {
 /// A child process killed when dropped.
 pub struct Guard(Child);
 
+impl Guard {
+    pub fn new(child: Child) -> Guard {
+        Guard(child)
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();

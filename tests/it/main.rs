@@ -4,6 +4,7 @@
 
 mod architecture;
 mod awscli;
+mod browser;
 mod cli;
 mod coverage;
 mod daemon;
