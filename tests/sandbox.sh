@@ -156,4 +156,10 @@ if not issues and not alerts and not mails:
     print("  (nothing new: the state database in target/sandbox-state already holds what an earlier\n"
           "   run decided and sent today; remove that directory to watch a first run again)")
 PY
+
+# The report over what the sandbox's state holds, as a page to open in a browser.
+page="$root/target/sandbox-report.html"
+if "$bin" --config "$work/sandbox.toml" report --format html --out "$page" 2>/dev/null; then
+  echo "the report page over this state: $page" >&2
+fi
 exit $status
