@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod notify;
 pub mod observe;
 pub mod output;
+pub mod permissions;
 pub mod report;
 pub mod retry;
 pub mod store;

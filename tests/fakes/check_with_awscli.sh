@@ -328,6 +328,7 @@ check "$TMP/role_apis.json" "an assumed-role key sees account 210987654321 (via 
 aws apigateway generate-client-certificate --description "ws backend" >"$TMP/gen2.json"
 CERT2="$("$PY" -c "import json,sys;print(json.load(open(sys.argv[1]))['clientCertificateId'])" "$TMP/gen2.json")"
 
+# shellcheck disable=SC2016 # an API Gateway selection expression, not a shell variable
 aws apigatewayv2 create-api --name chat-ws --protocol-type WEBSOCKET \
   --route-selection-expression '$request.body.action' --tags owner=platform >"$TMP/ws.json"
 check "$TMP/ws.json" "apigatewayv2 create-api (WEBSOCKET)" \
@@ -342,8 +343,10 @@ aws apigatewayv2 create-stage --api-id "$WS" --stage-name prod --client-certific
 check "$TMP/wsst.json" "apigatewayv2 create-stage --client-certificate-id" \
   "d['StageName']=='prod' and d['ClientCertificateId']=='$CERT2' and d['Tags']=={'owner':'platform'}"
 aws apigatewayv2 create-stage --api-id "$WS" --stage-name dev >/dev/null
+# shellcheck disable=SC2016 # `$default` is API Gateway's default stage name, not a variable
 expect_error "$SVC_RC" BadRequestException "client certificates only on WebSocket stages" -- \
   apigatewayv2 create-stage --api-id "$HTTPAPI" --stage-name '$default' --client-certificate-id "$CERT2"
+# shellcheck disable=SC2016 # API Gateway's default stage name
 aws apigatewayv2 create-stage --api-id "$HTTPAPI" --stage-name '$default' --auto-deploy >/dev/null
 
 aws apigatewayv2 update-stage --api-id "$WS" --stage-name dev --client-certificate-id "$CERT2" \
@@ -354,6 +357,7 @@ check "$TMP/wsup.json" "apigatewayv2 update-stage --client-certificate-id" \
 calls_reset
 aws apigatewayv2 get-apis >"$TMP/v2apis.json"
 aws apigatewayv2 get-stages --api-id "$WS" >"$TMP/v2stages.json"
+# shellcheck disable=SC2016 # API Gateway's default stage name
 aws apigatewayv2 get-stage --api-id "$HTTPAPI" --stage-name '$default' >"$TMP/v2def.json"
 calls
 check "$TMP/v2apis.json" "apigatewayv2 get-apis returns HTTP and WebSocket APIs" \

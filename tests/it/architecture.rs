@@ -10,6 +10,7 @@ use crate::helpers::repo_root;
 /// Module → the crate modules it may import. Kept equal to ARCHITECTURE.md's table.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("ids", &[]),
+    ("permissions", &[]),
     ("config", &[]),
     ("telemetry", &["config"]),
     ("retry", &["config"]),
