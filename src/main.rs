@@ -566,12 +566,12 @@ fn report_command(
         }
         None => match StateSource::open(settings)? {
             StateSource::Store(store) => report_page::report_from_store(&store, options)?,
-            source => {
+            StateSource::Daemon { client, runtime } => {
+                // One record at a time as they stream in, as from the store.
                 let mut builder = ReportBuilder::new(options);
-                for record in source.records()? {
-                    builder.add(&record);
-                }
-                report_page::add_failed_deliveries(&mut builder, &source.outbox(0)?.pending);
+                runtime.block_on(client.each_record(&mut |record| builder.add(&record)))?;
+                let pending = runtime.block_on(client.outbox(0))?.pending;
+                report_page::add_failed_deliveries(&mut builder, &pending);
                 builder.finish()
             }
         },

@@ -246,17 +246,40 @@ impl StateClient {
 
     /// Every record.
     pub async fn records(&self) -> Result<Vec<crate::lifecycle::CertificateRecord>, StateApiError> {
-        let mut text = Vec::new();
-        self.export(&mut text).await?;
-        text.split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                serde_json::from_slice(l).map_err(|e| StateApiError {
-                    url: format!("{}/state/records", self.base),
-                    message: format!("unreadable record: {e}"),
-                })
-            })
-            .collect()
+        let mut records = Vec::new();
+        self.each_record(&mut |record| records.push(record)).await?;
+        Ok(records)
+    }
+
+    /// Hands each record to `each` as it arrives, holding one at a time (a report over a large
+    /// estate through the daemon); how many.
+    pub async fn each_record(
+        &self,
+        each: &mut (dyn FnMut(crate::lifecycle::CertificateRecord) + Send),
+    ) -> Result<u64, StateApiError> {
+        let mut answer = self.get("/state/records", &[]).await?;
+        let broken = |message: String| StateApiError {
+            url: format!("{}/state/records", self.base),
+            message,
+        };
+        let mut lines = Lines::default();
+        let mut n = 0;
+        let mut line = |bytes: &[u8]| -> Result<(), StateApiError> {
+            let record = serde_json::from_slice(bytes)
+                .map_err(|e| broken(format!("unreadable record: {e}")))?;
+            each(record);
+            n += 1;
+            Ok(())
+        };
+        while let Some(chunk) = answer.chunk().await.map_err(|e| broken(e.to_string()))? {
+            for l in lines.push(&chunk) {
+                line(&l)?;
+            }
+        }
+        if let Some(last) = lines.finish() {
+            line(&last)?;
+        }
+        Ok(n)
     }
 
     pub async fn regions(&self) -> Result<Vec<StoredRegion>, StateApiError> {
@@ -275,5 +298,54 @@ impl StateClient {
     pub async fn outbox(&self, delivered: usize) -> Result<Outbox, StateApiError> {
         self.json("/state/outbox", &[("delivered", &delivered.to_string())])
             .await
+    }
+}
+
+/// JSON lines out of chunks that may cut a line anywhere: each whole line once, as soon as its
+/// end has arrived.
+#[derive(Default)]
+struct Lines {
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    /// The lines `chunk` completes (empty lines skipped).
+    fn push(&mut self, chunk: &[u8]) -> Vec<Vec<u8>> {
+        self.pending.extend_from_slice(chunk);
+        let Some(end) = self.pending.iter().rposition(|b| *b == b'\n') else {
+            return Vec::new();
+        };
+        let rest = self.pending.split_off(end + 1);
+        let done = std::mem::replace(&mut self.pending, rest);
+        done.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    /// A last line without its newline, if any.
+    fn finish(self) -> Option<Vec<u8>> {
+        (!self.pending.is_empty()).then_some(self.pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lines;
+
+    #[test]
+    fn lines_cut_anywhere_by_chunks_come_out_whole_and_once() {
+        let text = b"{\"a\":1}\n\n{\"b\":22}\n{\"c\":333}";
+        for cut in 1..text.len() {
+            let mut lines = Lines::default();
+            let mut got = lines.push(&text[..cut]);
+            got.extend(lines.push(&text[cut..]));
+            got.extend(lines.finish());
+            assert_eq!(
+                got,
+                [&b"{\"a\":1}"[..], b"{\"b\":22}", b"{\"c\":333}"],
+                "cut at {cut}"
+            );
+        }
     }
 }

@@ -3,9 +3,8 @@
 //! against the flow fails here before it lands.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
-use crate::helpers::repo_root;
+use crate::helpers::{repo_root, rust_sources};
 
 /// Module → the crate modules it may import. Kept equal to ARCHITECTURE.md's table.
 const ALLOWED: &[(&str, &[&str])] = &[
@@ -78,23 +77,11 @@ fn named_modules(text: &str) -> BTreeSet<String> {
     found
 }
 
-fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            walk(&path, files);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            files.push(path);
-        }
-    }
-}
-
 #[test]
 fn no_module_imports_against_the_flow() {
     let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
     let src = repo_root().join("src");
-    let mut files = Vec::new();
-    walk(&src, &mut files);
+    let files = rust_sources(&src);
     let mut violations = Vec::new();
     let mut seen_modules = BTreeSet::new();
     for file in &files {

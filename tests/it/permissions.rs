@@ -4,12 +4,12 @@
 //! nothing allowed that no operation needs).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use certsentinel::permissions::{AWS_OPERATIONS, Principal};
 use serde_json::Value;
 
-use crate::helpers::repo_root;
+use crate::helpers::{repo_root, rust_sources};
 
 /// The operations (as the SDK's snake_case client methods) of each `aws-sdk-*` crate this
 /// package depends on, read from the crates' sources (`src/operation/<method>/`).
@@ -71,17 +71,6 @@ fn sdk_methods() -> BTreeMap<String, BTreeSet<String>> {
     methods
 }
 
-fn sources(dir: &Path, files: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            sources(&path, files);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            files.push(path);
-        }
-    }
-}
-
 /// Whether `text` calls the SDK client method `method`: a call with no argument followed by
 /// the request's builder (`.get_stages().rest_api_id(..)`, `.list_accounts().send()`). Our
 /// own functions of the same names take arguments or are awaited at once.
@@ -96,9 +85,7 @@ fn sdk_call(text: &str, method: &str) -> bool {
 #[test]
 fn every_aws_call_in_the_code_is_listed_and_every_listed_call_is_made() {
     let methods = sdk_methods();
-    let mut files = Vec::new();
-    sources(&repo_root().join("src"), &mut files);
-    let text: String = files
+    let text: String = rust_sources(&repo_root().join("src"))
         .iter()
         .filter(|f| !f.ends_with("permissions.rs"))
         .map(|f| std::fs::read_to_string(f).unwrap())
