@@ -201,7 +201,7 @@ fn pass(which: &str, path: &str) -> Result<()> {
                 until: None,
                 team: None,
                 now: t0() + Duration::days(500),
-                big_bang_hours: 24,
+                policy: certsentinel::lifecycle::Policy::default(),
             };
             let mut builder = ReportBuilder::new(options.clone());
             let report = if which == "walk" {

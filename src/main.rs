@@ -298,8 +298,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 until,
                 team,
                 now: now.unwrap_or_else(chrono::Utc::now),
-                big_bang_hours: settings.policy.big_bang_hours,
+                policy: settings.policy.clone(),
             };
+            if let Err(why) = options.check() {
+                anyhow::bail!("{why}");
+            }
             report_command(&settings, options, format, out, from)
         }
         Command::Notify { once: _, retry } => {

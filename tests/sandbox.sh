@@ -159,8 +159,10 @@ PY
 
 # The report over what the sandbox's state holds, as a page to open in a browser.
 page="$root/target/sandbox-report.html"
-if "$bin" --config "$work/sandbox.toml" report --format html --out "$page" 2>/dev/null; then
+if "$bin" --config "$work/sandbox.toml" report --format html --out "$page"; then
   echo "the report page over this state: $page" >&2
+else
+  echo "the report page could not be written (above: why)" >&2
 fi
 # Not a bare `exit $status`: shellcheck 0.11 then takes the EXIT trap's function for unused.
 if [ "$status" -ne 0 ]; then exit "$status"; fi

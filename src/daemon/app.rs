@@ -209,9 +209,9 @@ impl Daemon {
                 .map_err(|e| DaemonError::Task(format!("daemon.listen: {e}")))?;
             tracing::info!(listen = %self.settings.daemon.listen, "serving /healthz, /readyz and /metrics");
             let stopped = stop.clone();
-            let big_bang_hours = settings.policy.big_bang_hours;
+            let policy = settings.policy.clone();
             tasks.spawn(async move {
-                axum::serve(listener, router(observatory, big_bang_hours))
+                axum::serve(listener, router(observatory, policy))
                     .with_graceful_shutdown(stopped.cancelled_owned())
                     .await
                     .map_err(|e| DaemonError::Task(format!("the HTTP listener failed: {e}")))
@@ -364,7 +364,9 @@ async fn scan_worker(worker: ScanWorker, stop: CancellationToken) -> Result<(), 
                 observatory.scan_recorded(&done, started.elapsed().as_secs_f64());
                 // The KPIs, for Grafana: one read of every record, after each scan only.
                 let reader = store.clone();
-                match tokio::task::spawn_blocking(move || kpis_now(reader.as_ref())).await {
+                let policy = settings.policy.clone();
+                match tokio::task::spawn_blocking(move || kpis_now(reader.as_ref(), &policy)).await
+                {
                     Ok(Ok(kpis)) => observatory.kpis(&kpis),
                     Ok(Err(e)) => tracing::warn!(error = %e, "the KPIs could not be computed"),
                     Err(e) => tracing::warn!(error = %e, "the KPIs could not be computed"),
@@ -534,14 +536,16 @@ async fn delivery_worker(
 }
 
 /// The KPIs over every record, as of now.
-fn kpis_now(store: &SledStore) -> Result<crate::report::Kpis, StoreError> {
+fn kpis_now(
+    store: &SledStore,
+    policy: &crate::lifecycle::Policy,
+) -> Result<crate::report::Kpis, StoreError> {
     let mut builder = crate::report::ReportBuilder::new(crate::report::ReportOptions {
         since: None,
         until: None,
         team: None,
         now: chrono::Utc::now(),
-        // The KPIs do not count big-bang cut-overs.
-        big_bang_hours: 0,
+        policy: policy.clone(),
     });
     store.each_record(&mut |record| builder.add(&record))?;
     Ok(builder.finish().kpis)

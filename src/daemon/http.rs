@@ -421,9 +421,9 @@ impl Observatory {
 
 /// The routes of the listener: health, readiness, metrics, and the state read-only
 /// ([`super::state_api`]).
-pub fn router(observatory: Arc<Observatory>, big_bang_hours: u32) -> Router {
+pub fn router(observatory: Arc<Observatory>, policy: crate::lifecycle::Policy) -> Router {
     let state = super::state_api::routes(observatory.store.clone());
-    let report = super::report_page::routes(observatory.store.clone(), big_bang_hours);
+    let report = super::report_page::routes(observatory.store.clone(), policy);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

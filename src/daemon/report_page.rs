@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use crate::lifecycle::Policy;
 use crate::report::{self, FailedDelivery, NO_OWNER, Report, ReportBuilder, ReportOptions};
 use crate::store::{Delivery, OutboxEntry, SledStore, Store, StoreError};
 
@@ -62,16 +63,19 @@ struct ReportQuery {
 #[derive(Clone)]
 struct PageState {
     store: Arc<SledStore>,
-    big_bang_hours: u32,
+    policy: Arc<Policy>,
+    /// Held while a report is built.
+    building: Arc<tokio::sync::Semaphore>,
 }
 
-/// The `/report` route over `store`; `big_bang_hours` is the policy's.
-pub fn routes(store: Arc<SledStore>, big_bang_hours: u32) -> Router {
+/// The `/report` route over `store`, whose records `policy` decided.
+pub fn routes(store: Arc<SledStore>, policy: Policy) -> Router {
     Router::new()
         .route("/report", get(page))
         .with_state(PageState {
             store,
-            big_bang_hours,
+            policy: Arc::new(policy),
+            building: Arc::new(tokio::sync::Semaphore::new(1)),
         })
 }
 
@@ -98,35 +102,45 @@ async fn page(State(state): State<PageState>, Query(query): Query<ReportQuery>) 
             until,
             team: query.team.filter(|t| !t.is_empty()),
             now: now.unwrap_or_else(chrono::Utc::now),
-            big_bang_hours: state.big_bang_hours,
+            policy: (*state.policy).clone(),
         },
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return bad_request(e),
     };
+    if let Err(why) = options.check() {
+        return bad_request(why);
+    }
     let format = query.format.unwrap_or_else(|| "html".to_string());
     if !["html", "json", "csv"].contains(&format.as_str()) {
         return bad_request(format!("format: '{format}' is not one of html, json, csv"));
     }
+    // One report at a time: each walks every record (tens of MiB at 100,000 certificates),
+    // and the daemon's memory limit is sized for one; more callers wait for the next.
+    let Ok(permit) = state.building.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "a report is being built; try again in a few seconds\n",
+        )
+            .into_response();
+    };
     let store = state.store.clone();
-    let built =
-        tokio::task::spawn_blocking(move || report_from_store(store.as_ref(), options)).await;
-    let report = match built {
-        Ok(Ok(report)) => report,
-        Ok(Err(e)) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
+    // Walked and rendered off the async workers: both take a second or more on a large store.
+    let built = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let report = report_from_store(store.as_ref(), options).map_err(|e| e.to_string())?;
+        match format.as_str() {
+            "json" => Ok(("application/json", report::json(&report))),
+            "csv" => report::csv(&report)
+                .map(|text| ("text/csv; charset=utf-8", text))
+                .map_err(|e| e.to_string()),
+            _ => report::html(&report)
+                .map(|text| ("text/html; charset=utf-8", text))
+                .map_err(|e| e.to_string()),
         }
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-    };
-    let rendered = match format.as_str() {
-        "json" => Ok(("application/json", report::json(&report))),
-        "csv" => report::csv(&report)
-            .map(|text| ("text/csv; charset=utf-8", text))
-            .map_err(|e| e.to_string()),
-        _ => report::html(&report)
-            .map(|text| ("text/html; charset=utf-8", text))
-            .map_err(|e| e.to_string()),
-    };
-    match rendered {
-        Ok((content_type, body)) => (
+    })
+    .await;
+    match built {
+        Ok(Ok((content_type, body))) => (
             StatusCode::OK,
             [
                 (header::CONTENT_TYPE, content_type),
@@ -135,10 +149,12 @@ async fn page(State(state): State<PageState>, Query(query): Query<ReportQuery>) 
                     header::CONTENT_SECURITY_POLICY,
                     "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
                 ),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             ],
             body,
         )
             .into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }

@@ -343,8 +343,10 @@ impl Step<'_> {
             if last_how.as_ref().is_none_or(|h| rank(&how) > rank(h)) {
                 last_how = Some(how.clone());
             }
-            // The new certificate's age at the switch, kept so reports can count big-bang
-            // cut-overs from the record alone (the certificate's own record may be gone).
+            // The new certificate's age when the switch was seen (a scan sees it up to one
+            // schedule period late, an event within a second), kept so reports can count
+            // big-bang cut-overs from the record alone; never below zero on a clock behind
+            // AWS's.
             let new_certificate_age_hours = match (&how, departed.get(stage)) {
                 (
                     Resolution::SwitchedTo { .. },
@@ -352,7 +354,7 @@ impl Step<'_> {
                         certificate_created_at: Some(created),
                         ..
                     }),
-                ) => Some((self.t - *created).num_hours()),
+                ) => Some((self.t - *created).num_hours().max(0)),
                 _ => None,
             };
             self.rec.episodes[i].departures.push(StageDeparture {
@@ -393,8 +395,24 @@ impl Step<'_> {
             let unconfirmed = self.unconfirmed;
             for p in g.partners.iter().filter(|_| !unconfirmed) {
                 if self.rec.episodes[i].partners.insert(p.clone()) {
-                    // A partner that joins late still needs the timeline.
+                    // A partner that joins late still needs the timeline, and the successor
+                    // the others already have, or its trust store misses it at the switch.
                     self.partner_email(i, p.clone(), PartnerEmailKind::Window);
+                    let announced = self.rec.episodes[i].successor_announced.clone();
+                    if let Some(successor) = self
+                        .successor
+                        .clone()
+                        .filter(|s| announced.as_ref() == Some(&s.certificate))
+                    {
+                        self.partner_email(
+                            i,
+                            p.clone(),
+                            PartnerEmailKind::Successor {
+                                successor: successor.certificate,
+                                pem: successor.pem,
+                            },
+                        );
+                    }
                 }
             }
         }

@@ -179,9 +179,9 @@ pub struct StageDeparture {
     pub stage: StageKey,
     pub at: DateTime<Utc>,
     pub how: Resolution,
-    /// For a switch: how old the new certificate was at the switch, in whole hours, when its
-    /// creation time is known (what makes a big-bang cut-over). Absent in records written
-    /// before it was kept.
+    /// For a switch: how old the new certificate was when the switch was seen (a scan sees it
+    /// up to one schedule period after it happened), in whole hours, when its creation time
+    /// is known: what makes a big-bang cut-over. Absent in records written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_certificate_age_hours: Option<i64>,
 }

@@ -876,6 +876,17 @@ fn a_successor_is_announced_once_to_the_ticket_and_the_partners_before_any_switc
         IntentKind::PartnerEmail { email: PartnerEmailKind::Successor { pem: Some(pem), .. }, .. } if pem.contains("BEGIN CERTIFICATE")
     ));
     assert!(r.feed(&with_successor(52.0)).is_empty(), "announced once");
+    // A partner whose stage joins after the announcement gets the successor too.
+    let mut late = with_successor(52.5);
+    if let Seen::Present { users, .. } = &mut late.seen {
+        users.push(user("s2", A, Some("globex")));
+    }
+    let i = r.feed(&late);
+    assert!(
+        kinds(&i).contains(&"partner|globex:successor:111122223333/eu-west-1/c2".to_string()),
+        "{:?}",
+        kinds(&i)
+    );
     // Without a read, nothing is announced.
     let mut blind = with_successor(53.0);
     blind.source = ObservationSource::Unconfirmed;

@@ -82,6 +82,8 @@ struct IncidentChart {
     base_y: f64,
     columns: Vec<Column>,
     summary: String,
+    /// Incidents of quarters before the last [`MAX_QUARTERS`], not drawn.
+    left_out: usize,
 }
 
 /// Certificates of one team expiring on one day: one marker, with their number in it.
@@ -106,8 +108,11 @@ struct Timeline {
     axis_y: f64,
     rows: Vec<TimelineRow>,
     markers: Vec<Marker>,
-    /// The escalation thresholds (30, 14, 7 days) as dashed rules.
+    /// The policy's escalation steps as dashed rules.
     rules: Vec<Tick>,
+    /// The steps that set the markers' colours, for the caption.
+    last_step: i64,
+    first_step: i64,
     ticks: Vec<Tick>,
     summary: String,
 }
@@ -143,6 +148,8 @@ struct Page<'a> {
     coverage: Option<Coverage>,
     partners: Vec<PartnerLine>,
     colours: Colours,
+    /// The policy's rotation window: the "step" of an episode no step fired for.
+    window_days: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +159,8 @@ struct PartnerLine {
     certificate: String,
     waiting_for: &'static str,
     since: String,
+    /// The old certificate's expiry: the partner's deadline.
+    not_after: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -192,6 +201,7 @@ pub fn html(report: &Report) -> Result<String, HtmlError> {
                 certificate: p.certificate.clone(),
                 waiting_for: waiting_words(p.waiting_for),
                 since: day(p.since),
+                not_after: p.not_after.map_or_else(|| "–".to_string(), day),
             })
             .collect(),
         colours: Colours {
@@ -199,6 +209,7 @@ pub fn html(report: &Report) -> Result<String, HtmlError> {
             owned: BLUE,
             unowned: ORANGE,
         },
+        window_days: report.policy.window_days,
     };
     Ok(env.get_template("report.html")?.render(&page)?)
 }
@@ -329,7 +340,11 @@ fn mttr_chart(report: &Report) -> MttrChart {
         .take_while(|v| *v <= top + step / 2.0)
         .map(|v| Tick {
             x: x(v),
-            label: duration_words(v),
+            label: if unit == 1.0 {
+                format!("{v:.0} h")
+            } else {
+                format!("{} d", v / 24.0)
+            },
         })
         .collect();
     MttrChart {
@@ -373,7 +388,10 @@ fn incident_chart(report: &Report) -> IncidentChart {
     // Every quarter of the range, those without incidents as zero: a quarter without data is
     // a quarter without incidents. Without a start, from the first quarter with data, and at
     // least the year up to the range's end.
-    let end = report.until - chrono::Duration::seconds(1);
+    let end = report
+        .until
+        .checked_sub_signed(chrono::Duration::seconds(1))
+        .unwrap_or(report.until);
     let last = quarter_of(end);
     let year_before = quarter_of(
         end.with_day(1)
@@ -396,8 +414,15 @@ fn incident_chart(report: &Report) -> IncidentChart {
             None => break,
         }
     }
+    let mut left_out = 0;
     if quarters.len() > MAX_QUARTERS {
-        quarters.drain(..quarters.len() - MAX_QUARTERS);
+        let earlier: Vec<String> = quarters.drain(..quarters.len() - MAX_QUARTERS).collect();
+        left_out = report
+            .quarters
+            .iter()
+            .filter(|q| earlier.contains(&q.quarter))
+            .map(|q| q.incidents)
+            .sum();
     }
     let counts: Vec<usize> = quarters
         .iter()
@@ -442,6 +467,7 @@ fn incident_chart(report: &Report) -> IncidentChart {
             .map(|(q, n)| format!("{q}: {n}"))
             .collect::<Vec<_>>()
             .join("; "),
+        left_out,
     }
 }
 
@@ -449,6 +475,18 @@ const TIMELINE_ROW: f64 = 30.0;
 const TIMELINE_DAYS: f64 = 90.0;
 
 fn timeline(report: &Report) -> Timeline {
+    // The policy's escalation steps within the 90 days shown: the dashed rules, and the
+    // colours (past the last step, past the first, later).
+    let mut steps: Vec<u32> = report
+        .policy
+        .escalation
+        .iter()
+        .map(|s| s.days_left)
+        .filter(|d| f64::from(*d) <= TIMELINE_DAYS)
+        .collect();
+    steps.sort_unstable();
+    let last_step = steps.first().map_or(0, |d| i64::from(*d));
+    let first_step = steps.last().map_or(0, |d| i64::from(*d));
     let mut teams: Vec<&str> = report
         .upcoming_expiries
         .iter()
@@ -473,8 +511,8 @@ fn timeline(report: &Report) -> Timeline {
             y: row_y(row),
             count: certs.len(),
             colour: match days {
-                d if d < 7 => VERMILLION,
-                d if d < 30 => ORANGE,
+                d if d < last_step => VERMILLION,
+                d if d < first_step => ORANGE,
                 _ => BLUE,
             },
             title: format!(
@@ -493,6 +531,8 @@ fn timeline(report: &Report) -> Timeline {
     Timeline {
         height: axis_y + 30.0,
         axis_y,
+        last_step,
+        first_step,
         rows: teams
             .iter()
             .enumerate()
@@ -502,10 +542,10 @@ fn timeline(report: &Report) -> Timeline {
             })
             .collect(),
         markers,
-        rules: [7.0, 14.0, 30.0]
+        rules: steps
             .iter()
             .map(|d| Tick {
-                x: x(*d),
+                x: x(f64::from(*d)),
                 label: format!("{d} d"),
             })
             .collect(),
@@ -587,7 +627,7 @@ mod tests {
             until: None,
             team: None,
             now: at(54.0),
-            big_bang_hours: 24,
+            policy: crate::lifecycle::Policy::default(),
         });
         b.add(&moved.record);
         b.add(&soon.record);

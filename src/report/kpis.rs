@@ -21,7 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
 
-use crate::lifecycle::{CertState, CertificateRecord, Episode, Resolution, TransitionEvent};
+use crate::lifecycle::{
+    CertState, CertificateRecord, Episode, Policy, Resolution, TransitionEvent,
+};
 
 /// What a report covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +36,26 @@ pub struct ReportOptions {
     pub team: Option<String>,
     /// The report's "now": the same records and `now` give the same report.
     pub now: DateTime<Utc>,
-    /// A switch to a certificate younger than this many hours is a big-bang cut-over (the
-    /// policy's `big_bang_hours`).
-    pub big_bang_hours: u32,
+    /// The policy the records were decided by: its rotation window (an open episode no step
+    /// fired for is at the window's opening), its escalation steps (the page's timeline) and
+    /// its big-bang threshold.
+    pub policy: Policy,
+}
+
+impl ReportOptions {
+    /// Refuses a range that ends before it starts (it would make an empty report that looks
+    /// like a quiet one).
+    pub fn check(&self) -> Result<(), String> {
+        let until = self.until.unwrap_or(self.now);
+        match self.since {
+            Some(since) if since >= until => Err(format!(
+                "--since ({}) is not before --until ({})",
+                since.to_rfc3339(),
+                until.to_rfc3339()
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Mean, median and 90th percentile of durations, in hours, and how many they rest on.
@@ -129,8 +148,9 @@ pub struct TeamQuarterRow {
 /// Open episodes that reached one escalation step (or none yet), counted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OpenByStep {
-    /// The most advanced step fired, as days left (`60` for the window's opening when no step
-    /// fired yet); `null` for an incident (expired while presented).
+    /// The most advanced step fired by `now`, as days left (the policy's `window_days` for
+    /// the window's opening when no step fired yet); `null` for an incident (expired while
+    /// presented).
     pub step_days: Option<u32>,
     pub episodes: usize,
     /// The oldest such episode's age, days.
@@ -223,6 +243,13 @@ pub struct Report {
     /// Deliveries refused for good and not yet retried; `None` when the source has no outbox
     /// (a `state export` file holds records only).
     pub failed_deliveries: Option<Vec<FailedDelivery>>,
+    /// Certificates last observed after `now`: what a report as of a past date takes from
+    /// their latest observation (in use, expiring, owner coverage, the timeline) is later
+    /// than `now`. Zero for a report as of the present.
+    pub observed_after_now: usize,
+    /// The policy it was made with (for the page's thresholds); not part of the JSON.
+    #[serde(skip)]
+    pub policy: Policy,
 }
 
 /// The owner name reports use for stages without an owner tag.
@@ -266,6 +293,7 @@ pub struct ReportBuilder {
     big_bang: Vec<BigBangCutOver>,
     partners: Vec<PartnerWaiting>,
     failed: Option<Vec<FailedDelivery>>,
+    observed_after_now: usize,
 }
 
 /// How far ahead the expiry timeline looks.
@@ -290,6 +318,7 @@ impl ReportBuilder {
             big_bang: Vec::new(),
             partners: Vec::new(),
             failed: None,
+            observed_after_now: 0,
         }
     }
 
@@ -297,7 +326,7 @@ impl ReportBuilder {
     /// not even an empty list through [`ReportBuilder::outbox_read`], says failed deliveries
     /// are unknown rather than none.
     pub fn add_failed_delivery(&mut self, failed: FailedDelivery) {
-        if self.wanted(&failed.team) {
+        if self.wanted(&failed.team) && failed.at <= self.options.now {
             self.failed.get_or_insert_with(Vec::new).push(failed);
         }
     }
@@ -349,8 +378,13 @@ impl ReportBuilder {
         }
     }
 
-    /// The certificate as it is now: in use, expiring, owned.
+    /// The certificate as last observed: in use, expiring, owned. A record observed after the
+    /// report's `now` is counted apart, so a report as of a past date says how many of these
+    /// figures describe a later observation.
     fn add_current(&mut self, record: &CertificateRecord) {
+        if record.last_observed_at > self.options.now {
+            self.observed_after_now += 1;
+        }
         if record.state == CertState::Deleted || !record.in_use() {
             return;
         }
@@ -403,15 +437,17 @@ impl ReportBuilder {
             let acc = self.teams.entry(team).or_default();
             acc.endings.open += 1;
             acc.oldest_open = Some(acc.oldest_open.map_or(age, |o: f64| o.max(age)));
-            let step = match &episode.incident {
+            // What had happened by `now`: steps fired and an incident seen by then.
+            let step = match episode.incident.as_ref().filter(|i| i.detected_at <= now) {
                 Some(_) => None,
                 None => Some(
                     episode
                         .steps
                         .iter()
+                        .filter(|s| s.at <= now)
                         .map(|s| s.days_left)
                         .min()
-                        .unwrap_or(60),
+                        .unwrap_or(self.options.policy.window_days),
                 ),
             };
             let (count, oldest) = self.open_by_step.entry(step).or_insert((0, 0.0));
@@ -437,7 +473,7 @@ impl ReportBuilder {
                     episode,
                     &team,
                     resolved_at,
-                    self.options.big_bang_hours,
+                    self.options.policy.big_bang_hours,
                 ) {
                     acc.big_bang += 1;
                     self.big_bang.push(cut_over);
@@ -488,7 +524,7 @@ impl ReportBuilder {
                     .flatten()
                     .any(|at| at <= now);
                 let moved_on = matches!(episode.resolution, Some(Resolution::SwitchedTo { .. }));
-                if released || !moved_on || record.state == CertState::Deleted {
+                if released || !moved_on {
                     return;
                 }
                 (Waiting::Removal, resolved_at)
@@ -608,6 +644,8 @@ impl ReportBuilder {
                 });
                 rows
             },
+            observed_after_now: self.observed_after_now,
+            policy: self.options.policy.clone(),
             failed_deliveries: self.failed.map(|mut rows| {
                 rows.sort_by(|a, b| {
                     (a.at, &a.intent, &a.backend).cmp(&(b.at, &b.intent, &b.backend))
@@ -761,8 +799,51 @@ mod tests {
             until: None,
             team: None,
             now: at(now),
-            big_bang_hours: 24,
+            policy: Policy::default(),
         }
+    }
+
+    #[test]
+    fn a_range_that_ends_before_it_starts_is_refused_and_dates_stay_in_four_digit_years() {
+        let backwards = ReportOptions {
+            since: Some(at(10.0)),
+            until: Some(at(5.0)),
+            ..options(20.0)
+        };
+        assert!(backwards.check().unwrap_err().contains("is not before"));
+        assert!(options(20.0).check().is_ok());
+        assert!(crate::report::parse_time("0001-01-01").is_err());
+        assert!(crate::report::parse_time("-262143-01-01").is_err());
+        assert!(crate::report::parse_time("2026-10-01").is_ok());
+        assert!(crate::report::parse_time("2026-10-01T12:00:00+02:00").is_ok());
+    }
+
+    #[test]
+    fn a_report_as_of_a_past_date_counts_what_was_observed_after_it_and_no_later_step() {
+        let mut ep = episode(1, Some("search"), 10.0);
+        ep.steps = vec![
+            crate::lifecycle::StepFired {
+                days_left: 30,
+                at: at(40.0),
+            },
+            crate::lifecycle::StepFired {
+                days_left: 14,
+                at: at(56.0),
+            },
+        ];
+        let mut r = record("c1", 70.0, &[Some("search")], vec![ep]);
+        r.last_observed_at = at(60.0);
+        let then = report(std::slice::from_ref(&r), options(45.0));
+        assert_eq!(then.observed_after_now, 1);
+        assert_eq!(
+            then.open_by_step
+                .iter()
+                .map(|o| o.step_days)
+                .collect::<Vec<_>>(),
+            [Some(30)],
+            "the 14-day step fired after day 45"
+        );
+        assert_eq!(report(&[r], options(61.0)).observed_after_now, 0);
     }
 
     #[test]
@@ -1023,7 +1104,10 @@ mod tests {
         let strict = report(
             &records,
             ReportOptions {
-                big_bang_hours: 12,
+                policy: Policy {
+                    big_bang_hours: 12,
+                    ..Policy::default()
+                },
                 ..options(30.0)
             },
         );
@@ -1031,7 +1115,10 @@ mod tests {
         let lax = report(
             &records,
             ReportOptions {
-                big_bang_hours: 48,
+                policy: Policy {
+                    big_bang_hours: 48,
+                    ..Policy::default()
+                },
                 ..options(30.0)
             },
         );

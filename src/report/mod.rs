@@ -22,12 +22,19 @@ pub use kpis::{
     Waiting, quarter_of,
 };
 
-/// A report's time argument: a date (`2026-10-01`, midnight UTC) or an RFC 3339 time.
+/// A report's time argument: a date (`2026-10-01`, midnight UTC) or an RFC 3339 time, in
+/// the years 1970 to 9999 (quarters are named with four-digit years, and nothing certsentinel
+/// records lies outside them).
 pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&chrono::Utc));
+    use chrono::Datelike;
+    let t = match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(t) => t.with_timezone(&chrono::Utc),
+        Err(_) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+            .map_err(|_| format!("'{text}' is neither a date (2026-10-01) nor an RFC 3339 time"))?,
+    };
+    if !(1970..=9999).contains(&t.year()) {
+        return Err(format!("'{text}' is outside the years 1970 to 9999"));
     }
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
-        .map_err(|_| format!("'{text}' is neither a date (2026-10-01) nor an RFC 3339 time"))
+    Ok(t)
 }

@@ -102,6 +102,12 @@ pub fn csv(report: &Report) -> Result<String, csv::Error> {
             &k.mttr_hours.episodes.to_string(),
         ]),
         row(&["kpis", "incidents", &k.incidents.to_string(), ""]),
+        row(&[
+            "kpis",
+            "observed_after_now",
+            &report.observed_after_now.to_string(),
+            "",
+        ]),
     ])?;
     let mut teams = vec![row(&[
         "table",
@@ -321,6 +327,13 @@ pub fn table(report: &Report) -> String {
         k.mttr_hours.episodes
     );
     let _ = writeln!(out, "  incidents: {}", k.incidents);
+    if report.observed_after_now > 0 {
+        let _ = writeln!(
+            out,
+            "  as of a past date: {} certificate(s) were observed after it; in use, expiring and\n  owned are as of their latest observation",
+            report.observed_after_now
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
