@@ -20,8 +20,8 @@ use anyhow::{Context, Result, bail, ensure};
 use certsentinel::daemon::report_page::report_from_store;
 use certsentinel::ids::{CertificateKey, StageKey, StageKind};
 use certsentinel::lifecycle::{
-    CertState, CertificateRecord, Decision, Episode, ObservationSource, Resolution, StageUser,
-    Transition, TransitionEvent,
+    CertState, CertificateRecord, Decision, Episode, ObservationSource, Resolution, StageDeparture,
+    StageUser, Transition, TransitionEvent,
 };
 use certsentinel::report::{ReportBuilder, ReportOptions};
 use certsentinel::store::{DEFAULT_CACHE_BYTES, SledStore, Store};
@@ -64,7 +64,8 @@ fn t0() -> DateTime<Utc> {
 }
 
 /// Certificate `i`: presented by one stage of team `i % 40`; `transitions` recorded
-/// transitions; every tenth has had a rotation episode and one in twenty an open one.
+/// transitions; every tenth has had a rotation episode (its stage's switch recorded, one in
+/// three to a certificate hours old, a partner on every other) and one in twenty an open one.
 fn record(i: usize, transitions: usize) -> CertificateRecord {
     let key = CertificateKey {
         account: "111122223333".into(),
@@ -75,12 +76,18 @@ fn record(i: usize, transitions: usize) -> CertificateRecord {
     let start = t0() + Duration::hours((i % 8760) as i64);
     let mut episodes = Vec::new();
     if i.is_multiple_of(10) {
-        episodes.push(episode(
-            1,
-            &team,
-            start,
-            Some(start + Duration::hours((i % 500) as i64)),
-        ));
+        let resolved = start + Duration::hours((i % 500) as i64);
+        let mut rotated = episode(1, &team, start, Some(resolved));
+        rotated.departures.push(StageDeparture {
+            stage: stage(&key, i),
+            at: resolved,
+            how: rotated.resolution.clone().expect("resolved"),
+            new_certificate_age_hours: Some(if i.is_multiple_of(3) { 2 } else { 200 }),
+        });
+        if i.is_multiple_of(20) {
+            rotated.partners.insert(format!("partner-{}", i % 7));
+        }
+        episodes.push(rotated);
     }
     if i % 20 == 5 {
         episodes.push(episode(2, &team, start, None));
@@ -104,13 +111,7 @@ fn record(i: usize, transitions: usize) -> CertificateRecord {
         last_source: ObservationSource::FullScan,
         updated_at: start,
         users: vec![StageUser {
-            stage: StageKey {
-                account: key.account.clone(),
-                region: key.region.clone(),
-                kind: StageKind::Rest,
-                api_id: format!("a{i:08x}"),
-                stage_name: "prod".into(),
-            },
+            stage: stage(&key, i),
             api_name: format!("api-{i}"),
             owner: Some(team),
             partner: None,
@@ -122,6 +123,16 @@ fn record(i: usize, transitions: usize) -> CertificateRecord {
         partner_emails: Default::default(),
         revision: 1,
         key,
+    }
+}
+
+fn stage(key: &CertificateKey, i: usize) -> StageKey {
+    StageKey {
+        account: key.account.clone(),
+        region: key.region.clone(),
+        kind: StageKind::Rest,
+        api_id: format!("a{i:08x}"),
+        stage_name: "prod".into(),
     }
 }
 
