@@ -379,9 +379,12 @@ pub fn table(report: &Report) -> String {
     for o in &report.open_by_step {
         let _ = writeln!(
             out,
-            "  {:<12} {:>6} (oldest {:.0} days)",
-            o.step_days
-                .map_or_else(|| "INCIDENT".to_string(), |d| format!("{d}-day step")),
+            "  {:<16} {:>6} (oldest {:.0} days)",
+            match o.step_days {
+                None => "INCIDENT".to_string(),
+                Some(d) if d == report.policy.window_days => "window opened".to_string(),
+                Some(d) => format!("{d}-day step"),
+            },
             o.episodes,
             o.oldest_days
         );
