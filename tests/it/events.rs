@@ -128,6 +128,11 @@ fn a_stage_switched_through_the_aws_cli_closes_its_owners_issue_and_replays_chan
     assert!(record(&daemon, &new_id).in_use());
     assert_eq!(done_issues(&jira).len(), 1, "search's issue stays open");
     assert_eq!(jira.issues().len(), 2, "no new issue");
+    // The KPI gauges follow the event, with no scheduled scan: payments' rotation is the one
+    // rotation the MTTR rests on.
+    eventually(10, "the KPIs computed after the event", || {
+        daemon.metric("certsentinel_kpi_mttr_episodes", &[]) == 1.0
+    });
     drained(&moto, &queue);
     // A targeted re-read, not a scan: no listing was called.
     let listings = ["GetClientCertificates", "GetRestApis", "v2:GetApis"];
