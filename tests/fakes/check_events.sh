@@ -7,94 +7,16 @@
 #   tests/fakes/check_events.sh            # uses /work/main/.venv (or $VENV)
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-VENV="${VENV:-${CERTSENTINEL_VENV:-$ROOT/.venv}}"
-PY="$VENV/bin/python"
-AWS_BIN="$VENV/bin/aws"
-MOTO_BIN="$VENV/bin/moto_server"
-TMP="$(mktemp -d)"
-FAKE_PID=""
-FAKE2_PID=""
-MOTO_PID=""
+# shellcheck source=tests/fakes/harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
-stop() { [[ -n "$1" ]] && kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; }
-cleanup() {
-  local rc=$?
-  stop "$FAKE_PID"; stop "$FAKE2_PID"; stop "$MOTO_PID"
-  if [[ $rc -ne 0 ]]; then
-    echo "---- fake log ----" >&2; tail -n 30 "$TMP/fake.log" >&2 || true
-  fi
-  rm -rf "$TMP"
-  exit $rc
-}
-trap cleanup EXIT INT TERM
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok   $*"; }
-
-# ---- start moto (STS and SQS) and the fake ---------------------------------------------------
-"$MOTO_BIN" -H 127.0.0.1 -p 0 >"$TMP/moto.log" 2>&1 &
-MOTO_PID=$!
-for _ in $(seq 100); do
-  MOTO_URL="$(grep -o 'http://127.0.0.1:[0-9]*' "$TMP/moto.log" | head -n1 || true)"
-  [[ -n "$MOTO_URL" ]] && break
-  sleep 0.1
-done
-[[ -n "${MOTO_URL:-}" ]] || fail "moto_server did not start"
-
-# wait_port PORT_FILE -> prints the endpoint once the fake has written its port file
-wait_port() {
-  for _ in $(seq 100); do [[ -s "$1" ]] && break; sleep 0.1; done
-  [[ -s "$1" ]] || fail "fake did not write its port file $1"
-  echo "http://127.0.0.1:$(cat "$1")"
-}
-"$PY" "$HERE/apigateway_fake.py" --port 0 --port-file "$TMP/port" --sts-endpoint "$MOTO_URL" \
-  >"$TMP/fake.out" 2>"$TMP/fake.log" &
-FAKE_PID=$!
-EP="$(wait_port "$TMP/port")"
+# ---- moto (STS and SQS) and the fake ----------------------------------------------------------
+start_moto
+EP=""
+start_fake EP fake --sts-endpoint "$MOTO_URL"
 ok "fake listening on $EP (moto: $MOTO_URL)"
 
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
-export AWS_PAGER="" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL 2>/dev/null || true
-
-aws() { "$AWS_BIN" --endpoint-url "$EP" --output json "$@"; }
 sqs() { "$AWS_BIN" --endpoint-url "$MOTO_URL" --output json sqs "$@"; }
-
-# admin METHOD PATH [JSON] [ENDPOINT] -> prints the JSON answer; exits 22 on an HTTP error
-admin() {
-  "$PY" - "${4:-$EP}" "$1" "$2" "${3:-}" <<'PYEOF'
-import sys, urllib.request, urllib.error
-ep, method, path, body = sys.argv[1:5]
-req = urllib.request.Request(ep + path, method=method, data=body.encode() if body else None,
-                             headers={"Content-Type": "application/json"})
-try:
-    print(urllib.request.urlopen(req).read().decode())
-except urllib.error.HTTPError as e:
-    print(e.read().decode())
-    sys.exit(22)
-PYEOF
-}
-
-# check FILE DESCRIPTION PYTHON_EXPR   (d = parsed JSON of FILE)
-check() {
-  local file="$1" desc="$2" expr="$3"
-  "$PY" - "$file" "$expr" <<'PYEOF' || fail "$desc"
-import json, re, sys
-file, expr = sys.argv[1], sys.argv[2]
-text = open(file).read()
-d = json.loads(text) if text.strip() else None
-try:
-    ok = eval(expr)
-except Exception as e:
-    print(f"  expression raised {e!r}", file=sys.stderr); ok = False
-if not ok:
-    print(f"  expression: {expr}\n  value: {text[:1500]}", file=sys.stderr)
-    sys.exit(1)
-PYEOF
-  ok "$desc"
-}
 
 # admin_rejects DESCRIPTION JSON: POST /_fake/events answers 400 {"error": ...}
 admin_rejects() {
@@ -385,10 +307,8 @@ check "$TMP/none.json" "... and nothing more reaches the queue" "d==[]"
 # ============================================================================================
 # --events-queue-url enables it at start
 # ============================================================================================
-"$PY" "$HERE/apigateway_fake.py" --port 0 --port-file "$TMP/port2" --events-queue-url "$QURL" \
-  >"$TMP/fake2.out" 2>"$TMP/fake2.log" &
-FAKE2_PID=$!
-EP2="$(wait_port "$TMP/port2")"
+EP2=""
+start_fake EP2 fake2 --events-queue-url "$QURL"
 "$AWS_BIN" --endpoint-url "$EP2" --output json apigatewayv2 create-api --name flagged \
   --protocol-type HTTP >/dev/null
 drain "$QURL" "$TMP/flag.json"

@@ -6,92 +6,19 @@
 #   tests/fakes/check_with_awscli.sh            # uses /work/main/.venv (or $VENV)
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-VENV="${VENV:-${CERTSENTINEL_VENV:-$ROOT/.venv}}"
-PY="$VENV/bin/python"
-AWS_BIN="$VENV/bin/aws"
-MOTO_BIN="$VENV/bin/moto_server"
-TMP="$(mktemp -d)"
-FAKE_PID=""
-MOTO_PID=""
+# shellcheck source=tests/fakes/harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
-cleanup() {
-  local rc=$?
-  [[ -n "$FAKE_PID" ]] && kill "$FAKE_PID" 2>/dev/null && wait "$FAKE_PID" 2>/dev/null || true
-  [[ -n "$MOTO_PID" ]] && kill "$MOTO_PID" 2>/dev/null && wait "$MOTO_PID" 2>/dev/null || true
-  if [[ $rc -ne 0 ]]; then
-    echo "---- fake log ----" >&2; tail -n 30 "$TMP/fake.log" >&2 || true
-  fi
-  rm -rf "$TMP"
-  exit $rc
-}
-trap cleanup EXIT INT TERM
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok   $*"; }
-
-# ---- start moto (STS only) and the fake -----------------------------------------------------
-"$MOTO_BIN" -H 127.0.0.1 -p 0 >"$TMP/moto.log" 2>&1 &
-MOTO_PID=$!
-for _ in $(seq 100); do
-  MOTO_URL="$(grep -o 'http://127.0.0.1:[0-9]*' "$TMP/moto.log" | head -n1 || true)"
-  [[ -n "$MOTO_URL" ]] && break
-  sleep 0.1
-done
-[[ -n "${MOTO_URL:-}" ]] || fail "moto_server did not start"
-
-"$PY" "$HERE/apigateway_fake.py" --port 0 --port-file "$TMP/port" --sts-endpoint "$MOTO_URL" \
-  >"$TMP/fake.out" 2>"$TMP/fake.log" &
-FAKE_PID=$!
-for _ in $(seq 100); do [[ -s "$TMP/port" ]] && break; sleep 0.1; done
-[[ -s "$TMP/port" ]] || fail "fake did not write its port file"
-PORT="$(cat "$TMP/port")"
-[[ "$PORT" =~ ^[0-9]+$ ]] || fail "port file holds '$PORT'"
-grep -q "listening on 127.0.0.1:$PORT" "$TMP/fake.out" || fail "no 'listening on' line"
-EP="http://127.0.0.1:$PORT"
+# ---- moto (STS only, for the account mapping) and the fake ------------------------------------
+start_moto
+EP=""
+start_fake EP fake --sts-endpoint "$MOTO_URL"
 ok "fake listening on $EP (sts: $MOTO_URL)"
-
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
-export AWS_PAGER="" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL 2>/dev/null || true
-
-aws() { "$AWS_BIN" --endpoint-url "$EP" --output json "$@"; }
 
 # Exit code of the CLI for a service error: 254 in AWS CLI v2, 255 in v1 (PyPI's `awscli`).
 CLI_VERSION="$("$AWS_BIN" --version 2>&1)"
 if [[ "$CLI_VERSION" == aws-cli/1.* ]]; then SVC_RC=255; else SVC_RC=254; fi
 ok "$CLI_VERSION (service errors exit $SVC_RC)"
-
-# admin METHOD PATH [JSON] -> prints the JSON answer
-admin() {
-  "$PY" - "$EP" "$1" "$2" "${3:-}" <<'PYEOF'
-import sys, urllib.request
-ep, method, path, body = sys.argv[1:5]
-req = urllib.request.Request(ep + path, method=method, data=body.encode() if body else None,
-                             headers={"Content-Type": "application/json"})
-print(urllib.request.urlopen(req).read().decode())
-PYEOF
-}
-
-# check FILE DESCRIPTION PYTHON_EXPR   (d = parsed JSON of FILE; other names below)
-check() {
-  local file="$1" desc="$2" expr="$3"
-  "$PY" - "$file" "$expr" <<'PYEOF' || fail "$desc"
-import json, re, sys, datetime
-file, expr = sys.argv[1], sys.argv[2]
-text = open(file).read()
-d = json.loads(text) if text.strip() else None
-try:
-    ok = eval(expr)
-except Exception as e:
-    print(f"  expression raised {e!r}", file=sys.stderr); ok = False
-if not ok:
-    print(f"  expression: {expr}\n  value: {text[:1500]}", file=sys.stderr)
-    sys.exit(1)
-PYEOF
-  ok "$desc"
-}
 
 # expect_error EXIT_CODE ERROR_NAME DESCRIPTION -- aws args...
 expect_error() {

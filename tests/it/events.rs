@@ -41,6 +41,16 @@ fn events_config(queue: &str, jira: &JiraFake) -> ConfigFile {
 
 const ENV: &[(&str, &str)] = &[("JIRA_TOKEN", JIRA_TOKEN)];
 
+/// moto with the queue `events` (its dead-letter queue `events-dlq` after `dlq_after`
+/// receives, if any), and the fake control plane seeded with [`estate`].
+fn moto_and_estate(dlq_after: Option<u32>) -> (Moto, String, FakeControlPlane) {
+    let moto = Moto::start();
+    let queue = moto.queue("events", 1, dlq_after.map(|n| ("events-dlq", n)));
+    let fake = FakeControlPlane::start();
+    estate(&fake);
+    (moto, queue, fake)
+}
+
 /// Jira and the daemon on `queue` (`events_config`), reading `fake`, once the first scan has
 /// opened `issues` Jira issues.
 fn start_daemon(fake: &FakeControlPlane, queue: &str, issues: usize) -> (JiraFake, RunningDaemon) {
@@ -98,10 +108,7 @@ fn drained(moto: &Moto, queue: &str) {
 
 #[test]
 fn a_stage_switched_through_the_aws_cli_closes_its_owners_issue_and_replays_change_nothing() {
-    let moto = Moto::start();
-    let queue = moto.queue("events", 1, Some(("events-dlq", 3)));
-    let fake = FakeControlPlane::start();
-    estate(&fake);
+    let (moto, queue, fake) = moto_and_estate(Some(3));
     // At-least-once from the start: every event arrives twice.
     fake.publish_events(&queue, true);
     let (jira, daemon) = start_daemon(&fake, &queue, 2);
@@ -187,10 +194,7 @@ fn a_stage_switched_through_the_aws_cli_closes_its_owners_issue_and_replays_chan
 
 #[test]
 fn a_deleted_stage_and_an_untagged_owner_are_decided_from_their_events() {
-    let moto = Moto::start();
-    let queue = moto.queue("events", 1, None);
-    let fake = FakeControlPlane::start();
-    estate(&fake);
+    let (moto, queue, fake) = moto_and_estate(None);
     fake.publish_events(&queue, false);
     let (jira, daemon) = start_daemon(&fake, &queue, 2);
 
@@ -236,11 +240,8 @@ fn a_deleted_stage_and_an_untagged_owner_are_decided_from_their_events() {
 
 #[test]
 fn a_poison_message_reaches_the_dead_letter_queue_while_good_ones_keep_flowing() {
-    let moto = Moto::start();
-    let queue = moto.queue("events", 1, Some(("events-dlq", 2)));
+    let (moto, queue, fake) = moto_and_estate(Some(2));
     let dlq = queue.replace("/events", "/events-dlq");
-    let fake = FakeControlPlane::start();
-    estate(&fake);
     fake.publish_events(&queue, false);
     let (jira, daemon) = start_daemon(&fake, &queue, 2);
 
@@ -612,11 +613,8 @@ fn a_certificate_found_through_a_stage_is_decided_on_every_stage_its_record_name
 
 #[test]
 fn a_message_whose_read_is_slow_is_kept_hidden_and_handled_once() {
-    let moto = Moto::start();
     // Received messages hide for one second only; the re-read will take three.
-    let queue = moto.queue("events", 1, None);
-    let fake = FakeControlPlane::start();
-    estate(&fake);
+    let (moto, queue, fake) = moto_and_estate(None);
     fake.publish_events(&queue, false);
     let (_jira, daemon) = start_daemon(&fake, &queue, 2);
     fake.fault_spec(json!({"operation": "GetStage", "kind": "slow", "seconds": 3, "count": 1}));
@@ -636,10 +634,7 @@ fn a_message_whose_read_is_slow_is_kept_hidden_and_handled_once() {
 
 #[test]
 fn events_that_ask_for_nothing_are_acknowledged_and_counted_never_read() {
-    let moto = Moto::start();
-    let queue = moto.queue("events", 1, None);
-    let fake = FakeControlPlane::start();
-    estate(&fake);
+    let (moto, queue, fake) = moto_and_estate(None);
     let (_jira, daemon) = start_daemon(&fake, &queue, 2);
     let calls = fake.control_plane_calls();
     let fixture = |name: &str| {
