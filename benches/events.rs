@@ -25,6 +25,9 @@
 #[allow(dead_code)]
 mod support;
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,18 +120,6 @@ fn seed(fake: &FakeControlPlane, args: &Args) {
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-fn vm_hwm_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Sends `bodies` to the queue, ten at a time.
@@ -374,7 +365,7 @@ webhook_secret = "${{HOOK_SECRET}}"
     println!();
     println!(
         "peak resident memory of this process (daemon included): {:.1} MiB",
-        vm_hwm_mib()
+        common::peak_mib()
     );
     Ok(())
 }

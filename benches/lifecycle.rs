@@ -33,6 +33,9 @@
 //! `--keep DIR` also leaves a populated store in DIR, to measure the `--hold` mode from outside
 //! (e.g. `/usr/bin/time -v target/release/deps/lifecycle-* --hold DIR`).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -386,20 +389,6 @@ impl Estate {
 // Measuring
 // ------------------------------------------------------------------------------------------
 
-/// VmRSS and VmHWM of this process, MiB.
-fn memory() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// Gives the allocator's free memory back to the system, so that RSS shows what is live
 /// rather than what glibc keeps for reuse after a large structure (the scan) is freed.
 fn trim() {
@@ -412,20 +401,6 @@ fn trim() {
         unsafe {
             malloc_trim(0);
         }
-    }
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
     }
 }
 
@@ -496,7 +471,7 @@ fn ready_child(args: &Args, path: &Path) -> Result<()> {
 
 fn hold_child(args: &Args, path: &Path) -> Result<()> {
     let report = |what: &str| {
-        let (rss, hwm) = memory();
+        let (rss, hwm) = common::memory_mib();
         println!("MEM {what:<36} VmRSS {rss:6.1} MiB  VmHWM {hwm:6.1} MiB");
     };
     report("at start");
@@ -534,7 +509,7 @@ fn hold_child(args: &Args, path: &Path) -> Result<()> {
 /// The daemon's way: each region built, reconciled and dropped before the next is built.
 fn hold_streamed_child(args: &Args, path: &Path) -> Result<()> {
     let report = |what: &str| {
-        let (rss, hwm) = memory();
+        let (rss, hwm) = common::memory_mib();
         println!("MEM {what:<36} VmRSS {rss:6.1} MiB  VmHWM {hwm:6.1} MiB");
     };
     report("at start");
@@ -652,7 +627,7 @@ fn bench(args: &Args) -> Result<()> {
         let (min, max) = spread(values);
         println!(
             "  {label:<36} {:>8.0}/s  [{min:.0}, {max:.0}]",
-            median(values)
+            common::median(values)
         );
     }
     println!(
@@ -715,7 +690,7 @@ fn bench(args: &Args) -> Result<()> {
         let (min, max) = spread(values);
         println!(
             "  median {label:<17} {:7.1} ms [{min:.1}, {max:.1}]",
-            median(values)
+            common::median(values)
         );
     }
     drop(steady_scan);

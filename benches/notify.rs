@@ -13,6 +13,9 @@
 //! It prints figures and asserts nothing about time; it checks that every intent was delivered
 //! once. Peak memory is the process's VmHWM.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,17 +159,6 @@ fn populated(dir: &std::path::Path, intents: usize) -> Result<SledStore> {
     Ok(store)
 }
 
-fn vm_hwm_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() -> Result<()> {
     let args = args()?;
     let runtime = tokio::runtime::Runtime::new()?;
@@ -247,7 +239,7 @@ fn main() -> Result<()> {
             rate(took) / rate(bare),
             if rate(took) / rate(bare) >= 0.8 { "met" } else { "NOT met" }
         );
-        println!("peak RSS of the bench process (VmHWM): {:.1} MiB", vm_hwm_mib());
+        println!("peak RSS of the bench process (VmHWM): {:.1} MiB", common::peak_mib());
         Ok(())
     })
 }

@@ -12,6 +12,9 @@
 //! `--pass bare`), so each peak (VmHWM) is that pass's alone. It prints figures and asserts
 //! nothing about time; it checks that the report saw every certificate.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -183,18 +186,6 @@ fn build(path: &Path, args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn vm_hwm_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// One pass in this (child) process: prints `PASS seconds peak_mib records`.
 fn pass(which: &str, path: &str) -> Result<()> {
     let store = SledStore::open_read_only(path, DEFAULT_CACHE_BYTES)?;
@@ -244,7 +235,7 @@ fn pass(which: &str, path: &str) -> Result<()> {
     println!(
         "PASS {:.3} {:.1} {n}",
         started.elapsed().as_secs_f64(),
-        vm_hwm_mib()
+        common::peak_mib()
     );
     Ok(())
 }
@@ -266,11 +257,6 @@ fn child(which: &str, path: &Path) -> Result<(f64, f64, usize)> {
         .context("no PASS line")?;
     let f: Vec<&str> = line.split_whitespace().collect();
     Ok((f[1].parse()?, f[2].parse()?, f[3].parse()?))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() -> Result<()> {
@@ -301,7 +287,7 @@ fn main() -> Result<()> {
         walk_s.push(s);
         walk_peak = walk_peak.max(peak);
     }
-    let (r, b) = (median(report_s), median(bare_s));
+    let (r, b) = (common::median(&report_s), common::median(&bare_s));
     println!("median of {} runs each, interleaved:", args.reps);
     println!(
         "  report (read, decode, compute, JSON + HTML)  {r:.2} s   peak {report_peak:.1} MiB   (target < 2 s)"
@@ -310,7 +296,7 @@ fn main() -> Result<()> {
     println!("  ratio report / bare {:.2}", r / b);
     println!(
         "  the same report over a walk of Store::records(): {:.2} s   peak {walk_peak:.1} MiB",
-        median(walk_s)
+        common::median(&walk_s)
     );
     Ok(())
 }

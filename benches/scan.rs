@@ -21,6 +21,9 @@
 #[allow(dead_code)]
 mod support;
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -1158,16 +1161,6 @@ fn breakdown(rt: &tokio::runtime::Runtime, fake: &FakeControlPlane, args: &Args)
 // Report
 // ------------------------------------------------------------------------------------------
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
@@ -1185,11 +1178,16 @@ fn summarize(runs: &[Run]) -> Summary {
     let walls: Vec<f64> = runs.iter().map(|r| r.wall.as_secs_f64()).collect();
     Summary {
         min: min(&walls),
-        median: median(walls),
-        cpu_self: median(runs.iter().map(|r| r.cpu_self).collect()),
-        cpu_fake: median(runs.iter().map(|r| r.cpu_fake).collect()),
-        cpu_others: median(runs.iter().map(|r| r.cpu_others).collect()),
-        tail_ms: median(runs.iter().map(|r| r.tail.as_secs_f64() * 1e3).collect()),
+        median: common::median(&walls),
+        cpu_self: common::median(&runs.iter().map(|r| r.cpu_self).collect::<Vec<_>>()),
+        cpu_fake: common::median(&runs.iter().map(|r| r.cpu_fake).collect::<Vec<_>>()),
+        cpu_others: common::median(&runs.iter().map(|r| r.cpu_others).collect::<Vec<_>>()),
+        tail_ms: common::median(
+            &runs
+                .iter()
+                .map(|r| r.tail.as_secs_f64() * 1e3)
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 
@@ -1366,12 +1364,12 @@ fn main() -> Result<()> {
              median of the per-rep ratios {:.2}",
             if ratio <= 1.3 { "met" } else { "NOT met" },
             s.min / b.min,
-            median(
-                scans
+            common::median(
+                &scans
                     .iter()
                     .zip(&bares)
                     .map(|(s, b)| s.wall.as_secs_f64() / b.wall.as_secs_f64())
-                    .collect()
+                    .collect::<Vec<_>>()
             )
         );
     }
