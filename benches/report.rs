@@ -140,31 +140,24 @@ fn stage(key: &CertificateKey, i: usize) -> StageKey {
 }
 
 fn episode(id: u32, team: &str, at: DateTime<Utc>, resolved: Option<DateTime<Utc>>) -> Episode {
-    Episode {
+    let mut episode = Episode::opened(
         id,
-        owner: Some(team.to_string()),
-        stages: Default::default(),
-        partners: Default::default(),
-        detected_at: at,
-        not_after_at_detection: at + Duration::days(60),
-        steps: Vec::new(),
-        incident: None,
-        departures: Vec::new(),
-        stages_revision: 0,
-        resolved_at: resolved,
-        resolution: resolved.map(|_| Resolution::SwitchedTo {
-            certificate: CertificateKey {
-                account: "111122223333".into(),
-                region: "eu-west-1".into(),
-                id: "next".into(),
-            },
-            still_at_risk: false,
-        }),
-        cleanup_reminded_at: None,
-        cleanup_done_at: None,
-        partners_released: false,
-        successor_announced: None,
-    }
+        Some(team.to_string()),
+        Default::default(),
+        Default::default(),
+        at,
+        at + Duration::days(60),
+    );
+    episode.resolved_at = resolved;
+    episode.resolution = resolved.map(|_| Resolution::SwitchedTo {
+        certificate: CertificateKey {
+            account: "111122223333".into(),
+            region: "eu-west-1".into(),
+            id: "next".into(),
+        },
+        still_at_risk: false,
+    });
+    episode
 }
 
 fn build(path: &Path, args: &Args) -> Result<()> {

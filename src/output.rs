@@ -878,24 +878,14 @@ mod tests {
 
     #[test]
     fn escalations_say_their_page_and_resolutions_their_reason() {
-        let episode = Episode {
-            id: 1,
-            owner: None,
-            stages: Default::default(),
-            partners: Default::default(),
-            detected_at: at(0.0),
-            not_after_at_detection: at(10.0),
-            steps: vec![],
-            incident: None,
-            departures: vec![],
-            stages_revision: 0,
-            resolved_at: None,
-            resolution: None,
-            cleanup_reminded_at: None,
-            cleanup_done_at: None,
-            partners_released: false,
-            successor_announced: None,
-        };
+        let episode = Episode::opened(
+            1,
+            None,
+            Default::default(),
+            Default::default(),
+            at(0.0),
+            at(10.0),
+        );
         let say = |kind| intent_words(&Intent::new(&cert("c1"), &episode, at(0.0), kind));
         assert_eq!(
             say(IntentKind::Escalate {

@@ -464,30 +464,20 @@ impl Step<'_> {
             }
             let id = self.rec.next_episode_id;
             self.rec.next_episode_id += 1;
-            self.rec.episodes.push(Episode {
+            self.rec.episodes.push(Episode::opened(
                 id,
-                owner: owner.clone(),
-                stages: g.stages.clone(),
+                owner.clone(),
+                g.stages.clone(),
                 // Unconfirmed, partners join the episode (and hear the timeline) only once a
                 // read confirms it.
-                partners: if self.unconfirmed {
+                if self.unconfirmed {
                     BTreeSet::new()
                 } else {
                     g.partners.clone()
                 },
-                detected_at: t,
-                not_after_at_detection: not_after,
-                steps: Vec::new(),
-                incident: None,
-                departures: Vec::new(),
-                stages_revision: 0,
-                resolved_at: None,
-                resolution: None,
-                cleanup_reminded_at: None,
-                cleanup_done_at: None,
-                partners_released: false,
-                successor_announced: None,
-            });
+                t,
+                not_after,
+            ));
             let i = self.rec.episodes.len() - 1;
             self.log(TransitionEvent::Detected {
                 episode: id,

@@ -224,6 +224,37 @@ pub struct Episode {
 }
 
 impl Episode {
+    /// A new episode, as the engine opens it: `owner`'s `stages` (and their `partners`) at
+    /// risk, detected at `detected_at` with the certificate expiring at `not_after`; nothing
+    /// fired, departed or resolved yet.
+    pub fn opened(
+        id: u32,
+        owner: Option<String>,
+        stages: BTreeSet<StageKey>,
+        partners: BTreeSet<String>,
+        detected_at: DateTime<Utc>,
+        not_after: DateTime<Utc>,
+    ) -> Episode {
+        Episode {
+            id,
+            owner,
+            stages,
+            partners,
+            detected_at,
+            not_after_at_detection: not_after,
+            steps: Vec::new(),
+            incident: None,
+            departures: Vec::new(),
+            stages_revision: 0,
+            resolved_at: None,
+            resolution: None,
+            cleanup_reminded_at: None,
+            cleanup_done_at: None,
+            partners_released: false,
+            successor_announced: None,
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         self.resolved_at.is_none()
     }

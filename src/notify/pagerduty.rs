@@ -149,24 +149,14 @@ mod tests {
     use crate::test_support::{at, cert};
 
     fn intent(owner: Option<&str>, kind: IntentKind) -> Intent {
-        let episode = Episode {
-            id: 3,
-            owner: owner.map(str::to_string),
-            stages: Default::default(),
-            partners: Default::default(),
-            detected_at: at(0.0),
-            not_after_at_detection: at(10.0),
-            steps: vec![],
-            incident: None,
-            departures: vec![],
-            stages_revision: 0,
-            resolved_at: None,
-            resolution: None,
-            cleanup_reminded_at: None,
-            cleanup_done_at: None,
-            partners_released: false,
-            successor_announced: None,
-        };
+        let episode = Episode::opened(
+            3,
+            owner.map(str::to_string),
+            Default::default(),
+            Default::default(),
+            at(0.0),
+            at(10.0),
+        );
         Intent::new(&cert("c1"), &episode, at(0.0), kind)
     }
 

@@ -720,24 +720,14 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn episode(id: u32, owner: Option<&str>, detected: f64) -> Episode {
-        Episode {
+        Episode::opened(
             id,
-            owner: owner.map(str::to_string),
-            stages: BTreeSet::new(),
-            partners: BTreeSet::new(),
-            detected_at: at(detected),
-            not_after_at_detection: at(detected + 60.0),
-            steps: Vec::new(),
-            incident: None,
-            departures: Vec::new(),
-            stages_revision: 0,
-            resolved_at: None,
-            resolution: None,
-            cleanup_reminded_at: None,
-            cleanup_done_at: None,
-            partners_released: false,
-            successor_announced: None,
-        }
+            owner.map(str::to_string),
+            BTreeSet::new(),
+            BTreeSet::new(),
+            at(detected),
+            at(detected + 60.0),
+        )
     }
 
     fn ended(mut e: Episode, at_day: f64, how: Resolution) -> Episode {
