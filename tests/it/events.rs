@@ -388,18 +388,8 @@ fn eight_stages(fake: &FakeControlPlane) {
 
 /// How many of old0..old7 the store shows switched away from (their episode resolved).
 fn switched_away(config: &ConfigFile) -> usize {
-    let out = certsentinel(None, None)
-        .arg("--config")
-        .arg(&config.path)
-        .args(["state", "list", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = certsentinel_ok(config, None, &["state", "list", "--format", "json"]);
+    let doc: Value = serde_json::from_str(&out).unwrap();
     let rows = doc
         .as_array()
         .cloned()

@@ -786,6 +786,27 @@ pub fn certsentinel(fake: Option<&FakeControlPlane>, moto: Option<&Moto>) -> Com
     cmd
 }
 
+/// Runs certsentinel with `config` and `args` (aimed at `fake`, if any), asserts that it
+/// succeeded (showing its stderr when not), and returns its standard output.
+pub fn certsentinel_ok(
+    config: &ConfigFile,
+    fake: Option<&FakeControlPlane>,
+    args: &[&str],
+) -> String {
+    let out = certsentinel(fake, None)
+        .arg("--config")
+        .arg(&config.path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Keeps `cmd` away from real AWS and aims it at the given real parts.
 pub fn aim<'c>(
     cmd: &'c mut Command,

@@ -35,19 +35,7 @@ fn has(doc: &Value, kind: &str, owner: &str, cert: &str) -> bool {
 }
 
 fn state_cmd(config: &ConfigFile, args: &[&str]) -> String {
-    let out = certsentinel(None, None)
-        .arg("--config")
-        .arg(&config.path)
-        .arg("state")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    certsentinel_ok(config, None, &[&["state"], args].concat())
 }
 
 /// `state show` of a certificate, parsed.

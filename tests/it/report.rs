@@ -17,20 +17,7 @@ fn estate(fake: &FakeControlPlane) {
     }));
 }
 
-fn run(config: &ConfigFile, fake: Option<&FakeControlPlane>, args: &[&str]) -> String {
-    let out = certsentinel(fake, None)
-        .arg("--config")
-        .arg(&config.path)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::helpers::certsentinel_ok as run;
 
 #[test]
 fn a_report_of_a_rotation_is_valid_json_csv_a_parser_reads_and_the_same_from_an_export() {
