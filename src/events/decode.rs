@@ -310,17 +310,24 @@ fn api_gateway_action(
         "DeleteRestApi" => vec![Target::RestApi {
             rest_api_id: rest_api_id()?,
         }],
-        "TagResource" | "UntagResource" => {
-            let arn = at(params, &["resourceArn"])
-                .ok_or_else(|| missing("requestParameters.resourceArn"))?;
-            match tagged(arn) {
-                Some(target) => vec![target],
-                None => return Ok(Action::Ignore(Ignored::NotRelevant)),
-            }
-        }
+        "TagResource" | "UntagResource" => return tag_change(params, &missing),
         _ => return Ok(Action::Ignore(Ignored::NotRelevant)),
     };
     Ok(Action::Reread(targets))
+}
+
+/// A tag change (REST and WebSocket alike name the resource by ARN): the resource it tags,
+/// when one whose tags matter (a stage, an API, a client certificate).
+fn tag_change(
+    params: &Value,
+    missing: &impl Fn(&'static str) -> Rejected,
+) -> Result<Action, Rejected> {
+    let arn =
+        at(params, &["resourceArn"]).ok_or_else(|| missing("requestParameters.resourceArn"))?;
+    Ok(match tagged(arn) {
+        Some(target) => Action::Reread(vec![target]),
+        None => Action::Ignore(Ignored::NotRelevant),
+    })
 }
 
 /// What an API Gateway v2 change names: its parameters are the request's path ids and body
@@ -352,14 +359,7 @@ fn v2_action(
             None => return Ok(Action::Ignore(Ignored::NoStageAffected)),
         },
         "DeleteApi" => vec![Target::WebsocketApi { api_id }],
-        "TagResource" | "UntagResource" => {
-            let arn = at(params, &["resourceArn"])
-                .ok_or_else(|| missing("requestParameters.resourceArn"))?;
-            match tagged(arn) {
-                Some(target) => vec![target],
-                None => return Ok(Action::Ignore(Ignored::NotRelevant)),
-            }
-        }
+        "TagResource" | "UntagResource" => return tag_change(params, &missing),
         _ => return Ok(Action::Ignore(Ignored::NotRelevant)),
     };
     Ok(Action::Reread(targets))
