@@ -54,18 +54,7 @@ fn the_daemon_runs_in_process_until_its_shutdown_future_resolves() {
 
     // Its listener: alive, ready after a complete scan, and metrics a Prometheus parser reads.
     let base = format!("http://{}", listen.expect("a listener"));
-    let get = |path: &str| {
-        let mut answer = ureq::get(&format!("{base}{path}"))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .unwrap();
-        (
-            answer.status().as_u16(),
-            answer.body_mut().read_to_string().unwrap(),
-        )
-    };
+    let get = |path: &str| http_get(&format!("{base}{path}"));
     assert_eq!(get("/healthz").0, 200);
     assert_eq!(get("/readyz").0, 200, "{}", get("/readyz").1);
     let (status, text) = get("/metrics");

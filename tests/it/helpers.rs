@@ -671,16 +671,7 @@ impl RunningDaemon {
 
     /// GETs `path` from the listener: (status, body).
     pub fn get(&self, path: &str) -> (u16, String) {
-        let mut answer = ureq::get(&format!("{}{path}", self.base))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .unwrap();
-        (
-            answer.status().as_u16(),
-            answer.body_mut().read_to_string().unwrap(),
-        )
+        http_get(&format!("{}{path}", self.base))
     }
 
     /// The sum of a metric's samples whose labels include every `labels` pair.
@@ -727,6 +718,20 @@ impl Drop for RunningDaemon {
             let _ = self.stop_now();
         }
     }
+}
+
+/// GETs `url`: (status, body), whatever the status.
+pub fn http_get(url: &str) -> (u16, String) {
+    let mut answer = ureq::get(url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    (
+        answer.status().as_u16(),
+        answer.body_mut().read_to_string().unwrap(),
+    )
 }
 
 /// Polls `done` every 50 ms for up to `secs` seconds; how long it took.
