@@ -554,6 +554,27 @@ const FIRST: i64 = 0;
 const STEADY: [i64; 2] = [1, 2];
 const DAY_LATER: i64 = 26;
 
+/// Runs this bench as a `mode` child on the store at `path` as of `hour`, prints its report
+/// indented, and returns it.
+fn run_child(me: &Path, mode: &str, path: &Path, hour: i64, args: &Args) -> Result<String> {
+    let output = Command::new(me)
+        .arg(mode)
+        .arg(path)
+        .args(["--at-hours", &hour.to_string()])
+        .args(args.child_flags())
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "the {mode} child failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = String::from_utf8_lossy(&output.stdout).to_string();
+    for line in report.lines() {
+        println!("  {line}");
+    }
+    Ok(report)
+}
+
 fn bench(args: &Args) -> Result<()> {
     let policy = Policy::default();
     let estate = Estate::new(args.certificates);
@@ -698,42 +719,14 @@ fn bench(args: &Args) -> Result<()> {
     hour += 1;
     println!();
     println!("resident memory of a process holding the store (--hold child):");
-    let output = Command::new(&me)
-        .arg("--hold")
-        .arg(&path)
-        .args(["--at-hours", &hour.to_string()])
-        .args(args.child_flags())
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "the --hold child failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let whole = String::from_utf8_lossy(&output.stdout).to_string();
-    for line in whole.lines() {
-        println!("  {line}");
-    }
+    let whole = run_child(&me, "--hold", &path, hour, args)?;
 
     hour += 1;
     println!();
     println!(
         "the daemon's way, each region reconciled and dropped before the next (--hold-streamed child):"
     );
-    let output = Command::new(&me)
-        .arg("--hold-streamed")
-        .arg(&path)
-        .args(["--at-hours", &hour.to_string()])
-        .args(args.child_flags())
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "the --hold-streamed child failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let streamed = String::from_utf8_lossy(&output.stdout).to_string();
-    for line in streamed.lines() {
-        println!("  {line}");
-    }
+    let streamed = run_child(&me, "--hold-streamed", &path, hour, args)?;
     if let (Some(whole), Some(streamed)) = (peak_of(&whole), peak_of(&streamed)) {
         println!();
         println!(
